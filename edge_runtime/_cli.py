@@ -1,0 +1,81 @@
+"""Click plumbing shared by every fmnist-* command: options defined once, errors mapped once.
+
+Only command modules (``*/cli.py``) import this; library code never imports click.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from .errors import FmnistError
+
+debug_option = click.option(
+    "--debug", is_flag=True, help="Show full tracebacks instead of one-line errors."
+)
+model_option = click.option(
+    "--model",
+    "model",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The .tflite model (default: the bundled int8 model).",
+)
+threads_option = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Interpreter threads (default: the runtime's choice).",
+)
+seed_option = click.option("--seed", type=int, default=42, show_default=True, help="Random seed.")
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Fashion-MNIST IDX files (else $FMNIST_DATA, Keras' cache, Debian's package, download).",
+)
+runtime_option = click.option(
+    "--runtime",
+    type=click.Choice(["auto", "ai-edge-litert", "tflite-runtime"]),
+    default="auto",
+    show_default=True,
+    help="TFLite interpreter package to use.",
+)
+
+
+def fail(message: str, code: int) -> None:
+    """Print one line on stderr and exit with ``code``."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn FmnistError (and Ctrl-C) into one line and an exit code; tracebacks only with --debug.
+
+    The wrapped command must accept a ``debug`` keyword (add ``@debug_option``).
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = kwargs.get("debug", False)
+        try:
+            return func(*args, **kwargs)
+        except FmnistError as exc:
+            if debug:
+                traceback.print_exc()
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            if debug:
+                traceback.print_exc()
+            fail("interrupted", 130)
+        except Exception as exc:  # a bug: say so in one line, with the way to see more
+            if debug:
+                traceback.print_exc()
+                fail(f"{type(exc).__name__}: {exc}", 1)
+            fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug)", 1)
+
+    return wrapper

@@ -1,0 +1,53 @@
+"""One exception tree for the whole toolkit.
+
+Library code raises these; only the command-line layer turns them into one line on stderr and
+an exit code (2 for usage errors, 1 for inputs that failed).
+"""
+
+from __future__ import annotations
+
+
+class FmnistError(Exception):
+    """Base class. ``exit_code`` is what a command exits with when this reaches it."""
+
+    exit_code = 1
+
+
+class UsageError(FmnistError):
+    """An option or argument makes no sense (``--epochs 0``, unknown ``--arch``, ...)."""
+
+    exit_code = 2
+
+
+class DataError(FmnistError):
+    """Fashion-MNIST is missing, truncated, corrupt or fails its checksum."""
+
+    exit_code = 2
+
+
+class DownloadError(DataError):
+    """The dataset could not be fetched from any mirror."""
+
+
+class ModelError(FmnistError):
+    """A model file is missing, unreadable, or not a 28x28x1 classifier."""
+
+    exit_code = 2
+
+
+class RuntimeUnavailable(FmnistError):
+    """No usable TFLite interpreter (ai-edge-litert or tflite-runtime) could be loaded."""
+
+    exit_code = 2
+
+
+class ImageError(FmnistError):
+    """One input image could not be read or decoded."""
+
+    exit_code = 1
+
+
+class QualityError(FmnistError):
+    """A result exists but misses a goal the user set (``--max-drop``)."""
+
+    exit_code = 1

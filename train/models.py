@@ -1,0 +1,167 @@
+"""Residual CNNs for Fashion-MNIST, built by name. No I/O, no flags: just Keras layers.
+
+Every model takes (N, 28, 28, 1) float32 pixels already scaled to [0, 1] (pixel / 255: the
+normalization travels in the exported .tflite's metadata) and returns (N, 10) softmax
+probabilities in float32, also under mixed precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import layers, regularizers
+
+from edge_runtime.errors import UsageError
+from edge_runtime.labels import IMAGE_SHAPE, NUM_CLASSES
+
+
+@dataclass(frozen=True)
+class Stage:
+    filters: int  # output channels of every block in the stage
+    blocks: int  # residual blocks
+    dropout: float  # after the stage
+    pool: bool = False  # 2x2 max-pool after the stage (the notebook's way down)
+    stride: int = 1  # stride of the stage's first block (the edge models' cheaper way down)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    stem: int  # channels of the 3x3 stem convolution
+    stages: tuple[Stage, ...]
+    head: tuple[tuple[int, float], ...]  # (units, dropout) of each hidden Dense layer
+    head_dropout: float = 0.0  # dropout right after global pooling
+    l2: float = 1e-3  # weight decay on the blocks' 3x3 kernels
+    summary: str = ""
+
+
+ARCHS: dict[str, ArchSpec] = {
+    # The notebook's model, exactly: 12,264,458 parameters, ~595M MACs.
+    "miniresnet": ArchSpec(
+        stem=32,
+        stages=(
+            Stage(32, 2, 0.1, pool=True),
+            Stage(64, 2, 0.2, pool=True),
+            Stage(128, 2, 0.3),
+            Stage(256, 2, 0.4),
+            Stage(512, 2, 0.5),
+        ),
+        head=((1024, 0.5), (512, 0.4)),
+        summary="the notebook's Mini-ResNet (32..512 filters, 2 blocks a stage)",
+    ),
+    # Raspberry Pi variants: strided blocks instead of max-pool, no big dense head.
+    "edge-s": ArchSpec(
+        stem=16,
+        stages=(
+            Stage(16, 1, 0.0),
+            Stage(32, 1, 0.1, stride=2),
+            Stage(64, 1, 0.2, stride=2),
+        ),
+        head=(),
+        head_dropout=0.3,
+        l2=1e-4,
+        summary="16/32/64 filters, 1 block a stage, strided",
+    ),
+    "edge-m": ArchSpec(
+        stem=32,
+        stages=(
+            Stage(32, 1, 0.0),
+            Stage(64, 1, 0.1, stride=2),
+            Stage(128, 2, 0.2, stride=2),
+        ),
+        head=(),
+        head_dropout=0.3,
+        l2=1e-4,
+        summary="32/64/128 filters, 1-1-2 blocks, strided",
+    ),
+    # For tests and smoke runs only: trains in seconds, accuracy is not its point.
+    "tiny": ArchSpec(
+        stem=8,
+        stages=(Stage(8, 1, 0.0, stride=2), Stage(16, 1, 0.0, stride=2)),
+        head=(),
+        l2=0.0,
+        summary="8/16 filters, for tests",
+    ),
+}
+
+
+def _conv(filters: int, kernel: int, stride: int, l2: float, name: str) -> layers.Conv2D:
+    reg = regularizers.l2(l2) if l2 else None
+    return layers.Conv2D(
+        filters, kernel, strides=stride, padding="same", kernel_regularizer=reg, name=name
+    )
+
+
+def _block(x, filters: int, stride: int, l2: float, name: str):
+    """Two 3x3 conv+BN, with a 1x1 conv+BN projection when the shape changes."""
+    shortcut = x
+    y = _conv(filters, 3, stride, l2, f"{name}_conv1")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.Activation("relu", name=f"{name}_relu1")(y)
+    y = _conv(filters, 3, 1, l2, f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    if x.shape[-1] != filters or stride != 1:
+        shortcut = _conv(filters, 1, stride, 0.0, f"{name}_proj")(x)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def build_model(arch: str, num_classes: int = NUM_CLASSES) -> keras.Model:
+    """A fresh, uncompiled model of architecture ``arch`` (a key of ARCHS)."""
+    if arch not in ARCHS:
+        raise UsageError(f"unknown --arch {arch!r}; choose from {', '.join(ARCHS)}")
+    spec = ARCHS[arch]
+    inputs = keras.Input(shape=IMAGE_SHAPE, name="image")  # (N, 28, 28, 1) float in [0, 1]
+    x = _conv(spec.stem, 3, 1, 0.0, "stem_conv")(inputs)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.Activation("relu", name="stem_relu")(x)
+    for s, stage in enumerate(spec.stages, start=1):
+        for b in range(stage.blocks):
+            stride = stage.stride if b == 0 else 1
+            x = _block(x, stage.filters, stride, spec.l2, f"stage{s}_block{b + 1}")
+        if stage.pool:
+            x = layers.MaxPooling2D(name=f"stage{s}_pool")(x)
+        if stage.dropout:
+            x = layers.Dropout(stage.dropout, name=f"stage{s}_drop")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    if spec.head_dropout:
+        x = layers.Dropout(spec.head_dropout, name="gap_drop")(x)
+    for i, (units, rate) in enumerate(spec.head, start=1):
+        x = layers.Dense(units, name=f"fc{i}")(x)
+        x = layers.BatchNormalization(name=f"fc{i}_bn")(x)
+        x = layers.Activation("relu", name=f"fc{i}_relu")(x)
+        x = layers.Dropout(rate, name=f"fc{i}_drop")(x)
+    x = layers.Dense(num_classes, name="logits")(x)
+    # float32 softmax even under mixed_float16, for a numerically sound loss
+    outputs = layers.Activation("softmax", dtype="float32", name="probs")(x)
+    return keras.Model(inputs, outputs, name=arch)
+
+
+def count_macs(model: keras.Model) -> int:
+    """Multiply-accumulates for one image: convolutions and dense layers (BN, pooling, adds and
+    activations are negligible and not counted, the usual convention)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.DepthwiseConv2D):
+            _, h, w, c = layer.output.shape
+            kh, kw = layer.kernel_size
+            total += h * w * kh * kw * c
+        elif isinstance(layer, layers.Conv2D):
+            _, h, w, cout = layer.output.shape
+            kh, kw = layer.kernel_size
+            cin = layer.input.shape[-1]
+            total += h * w * kh * kw * cin * cout // layer.groups
+        elif isinstance(layer, layers.Dense):
+            total += layer.input.shape[-1] * layer.units
+    return int(total)
+
+
+def describe(model: keras.Model) -> dict[str, int]:
+    """Parameters (all, trainable) and MACs: the numbers every model reports."""
+    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    return {
+        "params": int(model.count_params()),
+        "trainable_params": trainable,
+        "macs": count_macs(model),
+    }

@@ -7,82 +7,13 @@ probabilities in float32, also under mixed precision.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 from keras import layers, regularizers
 
 from edge_runtime.errors import UsageError
 from edge_runtime.labels import IMAGE_SHAPE, NUM_CLASSES
 
-
-@dataclass(frozen=True)
-class Stage:
-    filters: int  # output channels of every block in the stage
-    blocks: int  # residual blocks
-    dropout: float  # after the stage
-    pool: bool = False  # 2x2 max-pool after the stage (the notebook's way down)
-    stride: int = 1  # stride of the stage's first block (the edge models' cheaper way down)
-
-
-@dataclass(frozen=True)
-class ArchSpec:
-    stem: int  # channels of the 3x3 stem convolution
-    stages: tuple[Stage, ...]
-    head: tuple[tuple[int, float], ...]  # (units, dropout) of each hidden Dense layer
-    head_dropout: float = 0.0  # dropout right after global pooling
-    l2: float = 1e-3  # weight decay on the blocks' 3x3 kernels
-    summary: str = ""
-
-
-ARCHS: dict[str, ArchSpec] = {
-    # The notebook's model, exactly: 12,264,458 parameters, ~595M MACs.
-    "miniresnet": ArchSpec(
-        stem=32,
-        stages=(
-            Stage(32, 2, 0.1, pool=True),
-            Stage(64, 2, 0.2, pool=True),
-            Stage(128, 2, 0.3),
-            Stage(256, 2, 0.4),
-            Stage(512, 2, 0.5),
-        ),
-        head=((1024, 0.5), (512, 0.4)),
-        summary="the notebook's Mini-ResNet (32..512 filters, 2 blocks a stage)",
-    ),
-    # Raspberry Pi variants: strided blocks instead of max-pool, no big dense head.
-    "edge-s": ArchSpec(
-        stem=16,
-        stages=(
-            Stage(16, 1, 0.0),
-            Stage(32, 1, 0.1, stride=2),
-            Stage(64, 1, 0.2, stride=2),
-        ),
-        head=(),
-        head_dropout=0.3,
-        l2=1e-4,
-        summary="16/32/64 filters, 1 block a stage, strided",
-    ),
-    "edge-m": ArchSpec(
-        stem=32,
-        stages=(
-            Stage(32, 1, 0.0),
-            Stage(64, 1, 0.1, stride=2),
-            Stage(128, 2, 0.2, stride=2),
-        ),
-        head=(),
-        head_dropout=0.3,
-        l2=1e-4,
-        summary="32/64/128 filters, 1-1-2 blocks, strided",
-    ),
-    # For tests and smoke runs only: trains in seconds, accuracy is not its point.
-    "tiny": ArchSpec(
-        stem=8,
-        stages=(Stage(8, 1, 0.0, stride=2), Stage(16, 1, 0.0, stride=2)),
-        head=(),
-        l2=0.0,
-        summary="8/16 filters, for tests",
-    ),
-}
+from .archs import ARCHS
 
 
 def _conv(filters: int, kernel: int, stride: int, l2: float, name: str) -> layers.Conv2D:

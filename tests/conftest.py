@@ -37,6 +37,9 @@ def tiny_keras(tmp_path_factory, fmnist_train):
     x = fmnist_train.images[:3000, ..., None].astype(np.float32) / 255.0
     y = fmnist_train.labels[:3000]
     model = build_model("tiny")
+    for layer in model.layers:  # 94 steps are too few for BatchNorm's default momentum of 0.99
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
     model.compile(
         optimizer=keras.optimizers.Adam(3e-3),
         loss="sparse_categorical_crossentropy",
@@ -46,3 +49,22 @@ def tiny_keras(tmp_path_factory, fmnist_train):
     path = tmp_path_factory.mktemp("tiny") / "model.keras"
     model.save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(tmp_path_factory, tiny_keras):
+    """The tiny model exported by export.export, with metadata, validated on 200 images.
+    Returns {key: path}; keys: float32, float16, int8 (int8 I/O), uint8 (int8 model with uint8
+    I/O), int8-float-io (int8 model with float32 I/O)."""
+    from export.config import ExportConfig
+    from export.exporter import export
+
+    out = tmp_path_factory.mktemp("tiny_tflite")
+    common = dict(source=tiny_keras, out=out, validate_samples=200, calibration_samples=100)
+    paths = {}
+    for r in export(ExportConfig(modes=("float32", "float16", "int8"), **common)):
+        paths[r.mode] = r.path
+    for key, io in (("uint8", "uint8"), ("int8-float-io", "float32")):
+        (result,) = export(ExportConfig(modes=("int8",), int8_io=io, **common))
+        paths[key] = result.path
+    return paths

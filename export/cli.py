@@ -1,0 +1,83 @@
+"""fmnist-export: parse options, build an ExportConfig, call export(), print one line per mode."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from edge_runtime._cli import (
+    data_dir_option,
+    debug_option,
+    handle_errors,
+    seed_option,
+    threads_option,
+)
+
+from .config import INT8_IO, MODES, ExportConfig
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option(
+    "--quantize",
+    "modes",
+    type=click.Choice([*MODES, "all"]),
+    multiple=True,
+    default=("int8",),
+    show_default=True,
+    help="Conversion mode; repeat for several, 'all' for every one.",
+)
+@click.option(
+    "--int8-io",
+    type=click.Choice(INT8_IO),
+    default="int8",
+    show_default=True,
+    help="Input/output tensor dtype of the int8 model.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A .tflite file (one mode) or a folder [default: beside the model, "
+    "named {arch}-{mode}.tflite].",
+)
+@click.option(
+    "--calibration-samples",
+    type=int,
+    default=500,
+    show_default=True,
+    help="Representative images for int8, stratified by class, from the training split.",
+)
+@click.option(
+    "--validate-samples",
+    type=int,
+    default=None,
+    help="Validation images to score each file on [default: all 12,000].",
+)
+@click.option(
+    "--max-drop",
+    type=float,
+    default=None,
+    metavar="PP",
+    help="Fail (exit 1, no file kept) when accuracy drops by more percentage points.",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing .tflite files.")
+@seed_option
+@data_dir_option
+@threads_option
+@debug_option
+@handle_errors
+def main(source: Path, modes: tuple[str, ...], debug: bool, **options) -> None:
+    """Convert a trained model (a run directory or a .keras file) to validated, self-describing
+    .tflite files: float32, float16, int8 (full-integer) or dynamic-range."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow's first import
+    from .exporter import export
+
+    cfg = ExportConfig(source=source, modes=modes, **options)
+    export(cfg, report=lambda result: click.echo(result.line()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""Keras model -> .tflite bytes, one function per concern: the calibration set, the conversion,
+and what the converted file's input and output tensors turned out to be.
+
+TensorFlow is imported inside the functions that need it, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.labels import IMAGE_SHAPE, NUM_CLASSES
+
+# The models take pixel / 255 (train/models.py); the runtime repeats it from the metadata.
+PIXEL_SCALE = 1.0 / 255.0
+NORMALIZATION = {
+    "scale": PIXEL_SCALE,
+    "offset": 0.0,
+    "formula": "x = pixel * scale + offset (pixel / 255)",
+}
+
+
+@contextlib.contextmanager
+def native_logs_hidden() -> Iterator[None]:
+    """Hide what TensorFlow's C++ side writes straight to file descriptor 2 (oneDNN and CUDA
+    notices at import, the converter's quantizer summary), so a command's stderr stays one
+    line; replay it if the block fails, where it may explain why."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            log.seek(0)
+            sys.stderr.write(log.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def to_model_input(images: np.ndarray) -> np.ndarray:
+    """(N, 28, 28) or (N, 28, 28, 1) uint8 pixels -> (N, 28, 28, 1) float32 in [0, 1]."""
+    x = np.asarray(images)
+    if x.ndim == 3:
+        x = x[..., None]
+    return x.astype(np.float32) * np.float32(PIXEL_SCALE)
+
+
+def calibration_indices(labels: np.ndarray, pool: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` indices from ``pool`` (the train part of the split, never test or validation),
+    stratified by class: n // 10 per class, the remainder spread over randomly chosen classes.
+    Seeded, and in a shuffled order so no converter sees the classes in blocks."""
+    rng = np.random.default_rng(seed)
+    per_class = np.full(NUM_CLASSES, n // NUM_CLASSES)
+    per_class[rng.choice(NUM_CLASSES, n % NUM_CLASSES, replace=False)] += 1
+    pool = np.asarray(pool)
+    picked = []
+    for cls, k in enumerate(per_class):
+        members = pool[labels[pool] == cls]
+        if k > len(members):
+            raise ValueError(f"class {cls} has only {len(members)} training images, {k} asked for")
+        picked.append(rng.choice(members, k, replace=False))
+    out = np.concatenate(picked)
+    rng.shuffle(out)
+    return out
+
+
+def convert(
+    model: Any,
+    mode: str,
+    calibration: np.ndarray | None = None,
+    int8_io: str = "int8",
+) -> tuple[bytes, float]:
+    """Convert a Keras model to .tflite bytes; returns (bytes, seconds spent converting).
+
+    float32: as is. float16: float16 weights, float32 I/O. dynamic: int8 weights, float
+    activations. int8: full-integer post-training quantization (every op TFLITE_BUILTINS_INT8,
+    per-channel weights, the converter's default), calibrated on ``calibration``, (N, 28, 28)
+    uint8 images, with ``int8_io`` input and output tensors (int8, uint8 or float32).
+    """
+    with native_logs_hidden():
+        import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if mode == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif mode == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif mode == "int8":
+        if calibration is None or len(calibration) == 0:
+            raise ValueError("int8 conversion needs calibration images")
+        x = to_model_input(calibration)
+
+        def representative_dataset():
+            for i in range(len(x)):
+                yield [x[i : i + 1]]  # (1, 28, 28, 1) float32, the model's own input
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io_dtype = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[int8_io]
+        converter.inference_input_type = io_dtype
+        converter.inference_output_type = io_dtype
+    elif mode != "float32":
+        raise ValueError(f"unknown mode {mode!r}")
+
+    start = time.perf_counter()
+    # Keras prints its SavedModel signature and TF warns about input statistics it never
+    # needs (our input range comes from calibration): neither helps the user.
+    with (
+        native_logs_hidden(),
+        contextlib.redirect_stdout(io.StringIO()),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        data = converter.convert()
+    return bytes(data), time.perf_counter() - start
+
+
+def _tensor_info(detail: dict[str, Any]) -> dict[str, Any]:
+    dtype = np.dtype(detail["dtype"]).name
+    scale, zero_point = detail["quantization"]
+    info: dict[str, Any] = {"dtype": dtype, "scale": None, "zero_point": None}
+    if dtype in ("int8", "uint8") and scale:
+        info.update(scale=float(scale), zero_point=int(zero_point))
+    return info
+
+
+def pixel_offset(scale: float, zero_point: int, dtype: str) -> int | None:
+    """k when quantizing every pixel / 255 gives exactly pixel + k (int8: -128, uint8: 0), so a
+    runtime may skip the float math; None when it doesn't."""
+    info = np.iinfo(dtype)
+    pixels = np.arange(256, dtype=np.float64)
+    x = (pixels * np.float32(PIXEL_SCALE)).astype(np.float32)  # what the runtime feeds in float
+    q = np.clip(np.round(x / np.float32(scale)) + zero_point, info.min, info.max)
+    offsets = q - pixels
+    return int(offsets[0]) if np.all(offsets == offsets[0]) else None
+
+
+def io_quantization(tflite: bytes) -> dict[str, Any]:
+    """The input and output tensors' dtype, scale and zero point, read from the interpreter
+    (the truth), for the metadata record."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=tflite)
+    inputs, outputs = interp.get_input_details(), interp.get_output_details()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(f"expected 1 input and 1 output, got {len(inputs)} and {len(outputs)}")
+    shape = tuple(int(d) for d in inputs[0]["shape"][1:])
+    if shape != IMAGE_SHAPE:
+        raise ValueError(f"converted input shape {shape}, expected {IMAGE_SHAPE}")
+    info = {"input": _tensor_info(inputs[0]), "output": _tensor_info(outputs[0])}
+    inp = info["input"]
+    if inp["scale"] is not None:
+        inp["pixel_offset"] = pixel_offset(inp["scale"], inp["zero_point"], inp["dtype"])
+    return info

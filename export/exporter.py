@@ -1,0 +1,250 @@
+"""``export(cfg)``: a trained Keras classifier -> validated, self-describing .tflite files.
+
+For each mode: convert, attach the fmnist_edge metadata, write a candidate file beside the
+target, score it with edge_runtime on the validation split, enforce --max-drop, and only then
+rename it into place. A failed mode leaves nothing behind and the other modes still run.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.data import load_split, train_val_split
+from edge_runtime.errors import ModelError, QualityError, UsageError
+from edge_runtime.fileio import atomic_path, atomic_write_bytes
+from edge_runtime.labels import IMAGE_SHAPE, NUM_CLASSES
+from edge_runtime.metadata import write_metadata
+
+from .config import SPLIT_SEED, VAL_FRACTION, ExportConfig, variant_name
+from .convert import calibration_indices, convert, io_quantization, native_logs_hidden
+from .record import base_record, mode_record, validation_record
+from .validate import Validation, compare, keras_proba, tflite_proba
+
+RUN_MODEL, RUN_METRICS = "model.keras", "metrics.json"
+
+
+@dataclass(frozen=True)
+class _Holdout:
+    images: np.ndarray  # (N, 28, 28) uint8, from the validation part of the train split
+    labels: np.ndarray  # (N,) uint8
+    float_proba: np.ndarray  # (N, 10) float32, the Keras model's output
+
+
+class _Rejected(Exception):
+    """Unwinds atomic_path, which then removes the candidate file."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    mode: str  # float32, float16, int8 or dynamic
+    variant: str  # the mode, tagged with the I/O dtype when int8 I/O isn't int8
+    path: Path | None  # the file written; None when --max-drop rejected it
+    size_bytes: int  # of the .tflite, metadata included
+    convert_seconds: float  # TFLiteConverter.convert() alone
+    validation: Validation
+    passed: bool  # within --max-drop (always True without one)
+    metadata: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def line(self) -> str:
+        """One human line: mode, size, conversion time, accuracies, drop, agreement."""
+        v = self.validation
+        where = f"-> {self.path}" if self.passed else "REJECTED by --max-drop, no file written"
+        return (
+            f"{self.variant:<14} {self.size_bytes / 1024:9.1f} KiB"
+            f"  convert {self.convert_seconds:5.1f} s"
+            f"  float {100 * v.float_accuracy:6.2f}%  tflite {100 * v.tflite_accuracy:6.2f}%"
+            f"  drop {v.drop_pp:+.2f} pp  agree {100 * v.agreement:6.2f}%  {where}"
+        )
+
+
+# --- the source model -------------------------------------------------------------------------
+
+
+def resolve_source(source: Path) -> tuple[Path, dict[str, Any] | None]:
+    """The .keras file to export and the run's metrics.json (None when there is none)."""
+    source = Path(source)
+    if source.is_dir():
+        model_path = source / RUN_MODEL
+        if not model_path.is_file():
+            raise ModelError(f"{source}: no {RUN_MODEL} in this directory (not a run directory)")
+    elif not source.exists():
+        raise ModelError(f"{source}: no such file or directory")
+    else:
+        model_path = source
+    metrics_path = model_path.parent / RUN_METRICS
+    metrics = None
+    if metrics_path.is_file():
+        try:
+            metrics = json.loads(metrics_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            warnings.warn(
+                f"{metrics_path}: unreadable, provenance lacks training metrics ({exc})",
+                stacklevel=2,
+            )
+    return model_path, metrics if isinstance(metrics, dict) else None
+
+
+def load_keras(path: Path) -> Any:
+    """The Keras model in ``path``, or ModelError saying in one line why not."""
+    with native_logs_hidden():
+        import keras
+
+        try:
+            return keras.models.load_model(path, compile=False)
+        except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors, ...
+            error = exc
+    if path.suffix not in (".keras", ".h5", ".hdf5"):
+        reason = f"expected a .keras file, not {path.suffix or 'a file without extension'}"
+    elif path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        reason = "not a zip archive"  # Keras itself would say "File not found"
+    else:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+    raise ModelError(f"{path}: not a Keras model ({reason})")
+
+
+def _shapes(tensors: list[Any]) -> str:
+    return ", ".join(str(tuple(t.shape)) for t in tensors) or "nothing"
+
+
+def check_classifier(model: Any, path: Path) -> None:
+    """ModelError unless ``model`` maps (N, 28, 28, 1) to (N, 10)."""
+    try:
+        inputs, outputs = list(model.inputs), list(model.outputs)
+    except (AttributeError, ValueError):
+        raise ModelError(f"{path}: the model has no defined input shape") from None
+    ok = (
+        len(inputs) == 1
+        and tuple(inputs[0].shape[1:]) == IMAGE_SHAPE
+        and len(outputs) == 1
+        and tuple(outputs[0].shape[1:]) == (NUM_CLASSES,)
+    )
+    if not ok:
+        raise ModelError(
+            f"{path}: takes {_shapes(inputs)} and returns {_shapes(outputs)}; "
+            f"fmnist-export needs a 28x28x1 classifier, (None, 28, 28, 1) -> (None, {NUM_CLASSES})"
+        )
+
+
+# --- where files go ---------------------------------------------------------------------------
+
+
+def output_paths(cfg: ExportConfig, model_path: Path, name: str) -> dict[str, Path]:
+    """mode -> target file: ``--out`` itself when it names a .tflite, else
+    ``{name}-{variant}.tflite`` in ``--out`` or beside the model."""
+    out = cfg.out
+    if out is not None and (out.suffix == ".tflite" or out.is_file()):
+        if len(cfg.modes) > 1:
+            raise UsageError(
+                f"--out {out} names one file but {len(cfg.modes)} modes were asked for"
+            )
+        return {cfg.modes[0]: out}
+    folder = model_path.parent if out is None else out
+    return {m: folder / f"{name}-{variant_name(m, cfg.int8_io)}.tflite" for m in cfg.modes}
+
+
+def _prepare_targets(targets: dict[str, Path], force: bool) -> None:
+    for path in targets.values():
+        if path.is_dir():
+            raise UsageError(f"{path}: is a directory")
+        if path.exists() and not force:
+            raise UsageError(f"{path}: already exists (use --force to overwrite)")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"{path.parent}: cannot create folder ({exc.strerror or exc})"
+            ) from None
+
+
+# --- the export -------------------------------------------------------------------------------
+
+
+def export(
+    cfg: ExportConfig, report: Callable[[ExportResult], None] | None = None
+) -> list[ExportResult]:
+    """Convert, describe, validate and write every mode of ``cfg``; ``report`` sees each result
+    as soon as it exists. Raises QualityError after the last mode if any exceeded --max-drop."""
+    model_path, metrics = resolve_source(cfg.source)
+    name = str((metrics or {}).get("arch") or model_path.stem)
+    targets = output_paths(cfg, model_path, name)
+    _prepare_targets(targets, cfg.force)  # before minutes of work, not after
+    model = load_keras(model_path)
+    check_classifier(model, model_path)
+
+    split = load_split("train", cfg.data_dir)
+    train_idx, val_idx = train_val_split(len(split.labels), VAL_FRACTION, SPLIT_SEED)
+    val_idx = val_idx[: cfg.validate_samples]  # a random subset: val_idx is a permutation
+    images = split.images[val_idx]
+    holdout = _Holdout(images, split.labels[val_idx], keras_proba(model, images, cfg.batch_size))
+    calibration = None
+    if "int8" in cfg.modes:  # from the train part only: never validation, never test
+        try:
+            picked = calibration_indices(split.labels, train_idx, cfg.calibration_samples, cfg.seed)
+        except ValueError as exc:
+            raise UsageError(f"--calibration-samples {cfg.calibration_samples}: {exc}") from None
+        calibration = split.images[picked]
+
+    data_sha = {**((metrics or {}).get("data") or {}).get("sha256", {}), **split.sha256}
+    arch = str((metrics or {}).get("arch") or getattr(model, "name", None) or model_path.stem)
+    base = base_record(cfg, model_path, metrics, arch, data_sha, holdout.float_proba)
+    results, rejected = [], []
+    for mode in cfg.modes:
+        result = _export_one(cfg, mode, model, calibration, base, targets[mode], holdout)
+        results.append(result)
+        if not result.passed:
+            rejected.append(result)
+        if report is not None:
+            report(result)
+    if rejected:
+        raise QualityError(
+            "; ".join(
+                f"{r.variant}: accuracy drop {r.validation.drop_pp:.2f} pp exceeds "
+                f"--max-drop {cfg.max_drop:g}, no file written"
+                for r in rejected
+            )
+        )
+    return results
+
+
+def _export_one(
+    cfg: ExportConfig,
+    mode: str,
+    model: Any,
+    calibration: np.ndarray | None,
+    base: dict[str, Any],
+    target: Path,
+    holdout: _Holdout,
+) -> ExportResult:
+    raw, seconds = convert(model, mode, calibration if mode == "int8" else None, cfg.int8_io)
+    meta = mode_record(base, cfg, mode, io_quantization(raw), seconds)
+    try:
+        with atomic_path(target) as candidate:  # removed unless the block succeeds
+            candidate.write_bytes(write_metadata(raw, meta))
+            proba = tflite_proba(candidate, holdout.images, cfg.threads)
+            validation = compare(holdout.float_proba, proba, holdout.labels)
+            meta["validation"] = validation_record(validation)
+            data = write_metadata(raw, meta)
+            passed = cfg.max_drop is None or validation.drop_pp <= cfg.max_drop
+            if not passed:
+                raise _Rejected
+            atomic_write_bytes(candidate, data)  # fsynced, then renamed over target
+    except _Rejected:
+        pass
+    return ExportResult(
+        mode=mode,
+        variant=variant_name(mode, cfg.int8_io),
+        path=target if passed else None,
+        size_bytes=len(data),
+        convert_seconds=seconds,
+        validation=validation,
+        passed=passed,
+        metadata=meta,
+    )

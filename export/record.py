@@ -1,0 +1,127 @@
+"""The fmnist_edge metadata record written into every .tflite (see docs/DESIGN.md): what a
+runtime needs to use the file correctly, and where the file came from."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import platform
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime import __version__ as fmnist_edge_version
+from edge_runtime.labels import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
+
+from .config import SPLIT_SEED, VAL_FRACTION, ExportConfig
+from .convert import NORMALIZATION
+from .validate import Validation
+
+WEIGHTS = {  # how each mode stores the weights
+    "float32": "float32",
+    "float16": "float16",
+    "dynamic": "int8 (dynamic-range: float activations)",
+    "int8": "int8 per-channel (full-integer: int8 activations)",
+}
+_TRAINING_METRICS = ("val_accuracy", "test_accuracy", "best_epoch", "params", "macs")
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything that shaped the file."""
+    out = {"python": platform.python_version(), "fmnist-edge": fmnist_edge_version}
+    for dist in ("tensorflow", "tensorflow-cpu", "keras", "numpy", "ai-edge-litert", "flatbuffers"):
+        try:
+            out[dist] = importlib_metadata.version(dist)
+        except importlib_metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _training(metrics: dict[str, Any] | None) -> dict[str, Any]:
+    """What the run's metrics.json says about the model (None without a run directory)."""
+    if not metrics:
+        return {"training_metrics": None}
+    return {
+        "training_metrics": {k: metrics[k] for k in _TRAINING_METRICS if k in metrics},
+        "training_config": metrics.get("config"),
+        "training_versions": metrics.get("versions"),
+    }
+
+
+def base_record(
+    cfg: ExportConfig,
+    model_path: Path,
+    metrics: dict[str, Any] | None,
+    arch: str,
+    data_sha256: dict[str, str],
+    float_proba: np.ndarray,
+) -> dict[str, Any]:
+    """Everything in the record that is the same for every mode."""
+    softmax = bool(np.all(float_proba >= 0) and np.allclose(float_proba.sum(axis=1), 1, atol=1e-3))
+    return {
+        "class_names": list(CLASS_NAMES),
+        "input": {
+            "shape": [1, *IMAGE_SHAPE],
+            "layout": "NHWC",
+            "color": "grayscale",
+            "polarity": "light object on dark background",
+        },
+        "output": {
+            "shape": [1, NUM_CLASSES],
+            "values": "probabilities" if softmax else "scores",  # in class_names order
+        },
+        "normalization": dict(NORMALIZATION),
+        "provenance": {
+            "arch": arch,
+            "source_model": model_path.name,
+            "source_sha256": sha256_file(model_path),
+            **_training(metrics),
+            "data_sha256": data_sha256,
+            "versions": versions(),
+            "export_config": cfg.to_dict(),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        },
+    }
+
+
+def mode_record(
+    base: dict[str, Any],
+    cfg: ExportConfig,
+    mode: str,
+    io_quantization: dict[str, Any],
+    convert_seconds: float,
+) -> dict[str, Any]:
+    """``base`` completed for one mode: its quantization (I/O tensors as the interpreter reports
+    them) and its calibration."""
+    int8 = mode == "int8"
+    return {
+        **base,
+        "quantization": {
+            "mode": mode,
+            "weights": WEIGHTS[mode],
+            **({"io_dtype": cfg.int8_io} if int8 else {}),
+            **io_quantization,
+        },
+        "provenance": {
+            **base["provenance"],
+            "mode": mode,
+            "calibration_samples": cfg.calibration_samples if int8 else None,
+            "calibration_seed": cfg.seed if int8 else None,
+            "calibration_source": "train split, train part, stratified by class" if int8 else None,
+            "convert_seconds": round(convert_seconds, 3),
+        },
+    }
+
+
+def validation_record(validation: Validation) -> dict[str, Any]:
+    return {
+        **validation.to_dict(),
+        "split": f"train split, validation part ({VAL_FRACTION:.0%}, seed {SPLIT_SEED})",
+    }

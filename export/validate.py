@@ -1,0 +1,56 @@
+"""How much accuracy a conversion cost: the Keras model and the .tflite file on the same images."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .convert import to_model_input
+
+
+@dataclass(frozen=True)
+class Validation:
+    samples: int  # images scored
+    float_accuracy: float  # the Keras model's top-1 accuracy
+    tflite_accuracy: float  # the .tflite file's top-1 accuracy, through the edge runtime
+    drop_pp: float  # float_accuracy - tflite_accuracy, in percentage points
+    agreement: float  # fraction of images where both give the same top-1 class
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def keras_proba(model: Any, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """(N, 28, 28) uint8 -> (N, 10) float32 from the Keras model (inference mode)."""
+    x = to_model_input(images)
+    # direct calls, not model.predict: no per-model tracing, which dominates small exports
+    batches = [model(x[i : i + batch_size], training=False) for i in range(0, len(x), batch_size)]
+    return np.concatenate([np.asarray(b, dtype=np.float32) for b in batches])
+
+
+def tflite_proba(
+    path: str | os.PathLike, images: np.ndarray, threads: int | None = None
+) -> np.ndarray:
+    """(N, 28, 28) uint8 -> (N, 10) float32 from a .tflite file, run by edge_runtime exactly as
+    a Raspberry Pi would run it (its own quantization, its own normalization from metadata)."""
+    from edge_runtime.classifier import Classifier
+
+    return np.asarray(Classifier(path, threads=threads).predict_proba(images), dtype=np.float32)
+
+
+def compare(float_proba: np.ndarray, tflite_proba: np.ndarray, labels: np.ndarray) -> Validation:
+    """Accuracy of each, the drop, and their top-1 agreement."""
+    labels = np.asarray(labels)
+    f_top, t_top = np.argmax(float_proba, axis=1), np.argmax(tflite_proba, axis=1)
+    float_acc = float(np.mean(f_top == labels))
+    tflite_acc = float(np.mean(t_top == labels))
+    return Validation(
+        samples=int(len(labels)),
+        float_accuracy=float_acc,
+        tflite_accuracy=tflite_acc,
+        drop_pp=round(100.0 * (float_acc - tflite_acc), 6),
+        agreement=float(np.mean(f_top == t_top)),
+    )

@@ -1,0 +1,168 @@
+"""fmnist-export's wiring: options reach ExportConfig, results are printed, errors exit 1 or 2.
+
+Conversion itself is tested in test_export.py; here ``convert`` is replaced by the bytes of the
+``tiny_tflite`` files, so these tests take no conversion time.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from edge_runtime.metadata import read_metadata
+from export.cli import main
+from export.validate import Validation
+
+
+@pytest.fixture
+def fast_convert(monkeypatch, tiny_tflite, fmnist_train):
+    """export.exporter.convert returning the already-converted tiny model of each mode, and
+    load_split the session's already-loaded training split."""
+    import export.exporter as exporter
+
+    monkeypatch.setattr(exporter, "load_split", lambda *args, **kwargs: fmnist_train)
+
+    def convert(model, mode, calibration=None, int8_io="int8"):
+        assert (calibration is not None) == (mode == "int8")
+        return tiny_tflite[mode].read_bytes(), 0.01
+
+    monkeypatch.setattr(exporter, "convert", convert)
+
+
+@pytest.fixture
+def run_dir(tmp_path, tiny_keras):
+    """A run directory as fmnist-train leaves it: model.keras and metrics.json."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_keras, run / "model.keras")
+    metrics = {
+        "arch": "tiny",
+        "val_accuracy": 0.7,
+        "test_accuracy": 0.69,
+        "config": {"arch": "tiny", "epochs": 2},
+        "data": {"sha256": {"t10k-images-idx3-ubyte": "ab" * 32}},
+        "versions": {"keras": "3"},
+    }
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+def _invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_exports_a_run_directory(run_dir, fast_convert):
+    result = _invoke(
+        run_dir, "--quantize", "float32", "--quantize", "int8", "--validate-samples", 50
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["float32", "int8"]
+    for line in lines:
+        assert all(word in line for word in ("KiB", "convert", "float", "tflite", "drop", "agree"))
+    meta = read_metadata(run_dir / "tiny-int8.tflite")
+    prov = meta["provenance"]
+    assert prov["arch"] == "tiny"
+    assert prov["training_metrics"] == {"val_accuracy": 0.7, "test_accuracy": 0.69}
+    assert prov["training_config"] == {"arch": "tiny", "epochs": 2}
+    assert "t10k-images-idx3-ubyte" in prov["data_sha256"]  # from metrics.json
+    assert "train-images-idx3-ubyte" in prov["data_sha256"]  # from the split used here
+    assert prov["export_config"]["modes"] == ["float32", "int8"]
+    assert prov["calibration_samples"] == 500 and prov["calibration_seed"] == 42
+    assert meta["validation"]["samples"] == 50
+    assert (run_dir / "tiny-float32.tflite").is_file()
+
+
+def test_existing_file_needs_force(run_dir, fast_convert):
+    target = run_dir / "tiny-float32.tflite"
+    target.write_bytes(b"old")
+    args = (run_dir, "--quantize", "float32", "--validate-samples", 20)
+    result = _invoke(*args)
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {target}: already exists (use --force to overwrite)\n"
+    assert target.read_bytes() == b"old"
+    result = _invoke(*args, "--force")
+    assert result.exit_code == 0, result.output
+    assert read_metadata(target)["quantization"]["mode"] == "float32"
+
+
+def test_out_names_the_file(tmp_path, tiny_keras, fast_convert):
+    out = tmp_path / "pi" / "fmnist.tflite"
+    result = _invoke(tiny_keras, "--quantize", "float16", "--out", out, "--validate-samples", 20)
+    assert result.exit_code == 0, result.output
+    assert read_metadata(out)["quantization"]["mode"] == "float16"
+
+
+def test_max_drop_exceeded_exits_1_and_keeps_no_file(run_dir, fast_convert, monkeypatch):
+    import export.exporter as exporter
+
+    monkeypatch.setattr(exporter, "compare", lambda *_: Validation(30, 0.75, 0.5, 25.0, 0.6))
+    result = _invoke(run_dir, "--quantize", "int8", "--validate-samples", 30, "--max-drop", 0.5)
+    assert result.exit_code == 1
+    assert "REJECTED" in result.stdout
+    assert result.stderr.startswith("error: int8: accuracy drop")
+    assert result.stderr.count("\n") == 1
+    assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.json", "model.keras"]
+
+
+@pytest.fixture
+def wrong_shape_keras(tmp_path):
+    import keras
+
+    model = keras.Sequential(
+        [keras.Input((28, 28, 3)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    model.save(tmp_path / "rgb.keras")
+    return tmp_path / "rgb.keras"
+
+
+def _bad_source(case, tmp_path, request):
+    if case == "missing":
+        return tmp_path / "nope.keras"
+    if case == "run-dir-without-model":
+        return tmp_path
+    if case == "not-keras":
+        (tmp_path / "x.keras").write_bytes(b"PK\x03\x04 not really a zip")
+        return tmp_path / "x.keras"
+    return request.getfixturevalue("wrong_shape_keras")
+
+
+@pytest.mark.parametrize("case", ["missing", "run-dir-without-model", "not-keras", "wrong-shape"])
+def test_bad_model_exits_2_with_one_line(tmp_path, request, case):
+    source = _bad_source(case, tmp_path, request)
+    result = _invoke(source, "--quantize", "float32")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {source}")
+    assert result.stderr.count("\n") == 1
+    assert list(tmp_path.glob("*.tflite")) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--calibration-samples", "3"),
+        ("--validate-samples", "0"),
+        ("--quantize", "all", "--out", "one.tflite"),
+        ("--quantize", "int4"),
+    ],
+)
+def test_bad_options_exit_2(tmp_path, args):
+    result = _invoke(tmp_path / "model.keras", *args)
+    assert result.exit_code == 2, result.output
+
+
+def test_more_calibration_images_than_a_class_has_exits_2(run_dir, fast_convert):
+    result = _invoke(run_dir, "--calibration-samples", 100_000, "--validate-samples", 10)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: --calibration-samples 100000: class 0 has only")
+    assert list(run_dir.glob("*.tflite")) == []
+
+
+def test_help():
+    result = _invoke("--help")
+    assert result.exit_code == 0
+    for option in ("--quantize", "--int8-io", "--max-drop", "--force", "--calibration-samples"):
+        assert option in result.output

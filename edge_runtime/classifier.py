@@ -1,0 +1,209 @@
+"""The Fashion-MNIST classifier: a .tflite model, its metadata, preprocessing, top-k results.
+
+    clf = Classifier()                      # the bundled int8 model, the first runtime found
+    clf.predict("shoe.jpg").label           # 'Sneaker'
+    clf.predict_proba(images)               # (N, 28, 28) uint8 -> (N, 10) float32
+
+Input handling comes from the model: dtype, scale and zero point from the interpreter's tensor
+details; class names and normalization from the file's fmnist_edge metadata record (CLASS_NAMES
+and pixel / 255 when a file has none, with a warning).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError, UsageError
+from .interpreter import TensorSpec, TFLiteModel, load_runtime
+from .labels import CLASS_NAMES
+from .metadata import check_tflite, read_metadata
+from .preprocess import SIDE, ImageSource, check_mode, to_array
+
+log = logging.getLogger(__name__)
+BUNDLED_MODEL = "models/default.tflite"  # inside the edge_runtime package
+DEFAULT_NORMALIZATION = (1.0 / 255.0, 0.0)  # x = pixel * scale + offset
+_SIGN_BIT = np.uint8(128)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's result: the top class and the ``k`` most likely (label, probability)."""
+
+    label: str
+    index: int
+    score: float  # probability of ``label``, 0-1
+    top_k: list[tuple[str, float]] = field(default_factory=list)
+
+
+def read_model_bytes(model_path: str | os.PathLike | None) -> tuple[bytes, str]:
+    """The model file's bytes and the name to use in messages; None means the bundled model."""
+    if model_path is None:
+        from importlib import resources  # only for the bundled model
+
+        bundled = resources.files("edge_runtime").joinpath(BUNDLED_MODEL)
+        if not bundled.is_file():
+            raise ModelError(
+                "no bundled model; pass --model (edge_runtime/models/default.tflite is missing)"
+            )
+        return bundled.read_bytes(), f"<bundled {BUNDLED_MODEL}>"
+    path = Path(model_path)
+    try:
+        return path.read_bytes(), str(path)
+    except FileNotFoundError:
+        raise ModelError(f"{path}: model file not found") from None
+    except IsADirectoryError:
+        raise ModelError(f"{path}: is a directory, not a .tflite file") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read model ({exc.strerror or exc})") from None
+
+
+def _read_metadata(content: bytes, name: str) -> dict[str, Any] | None:
+    """read_metadata on bytes, with its errors naming the file instead of the bytes."""
+    try:
+        return read_metadata(content)
+    except ModelError as exc:
+        message = str(exc)
+        for phrase in ("corrupt TFLite", "unreadable fmnist_edge", "fmnist_edge metadata is"):
+            if phrase in message:
+                raise ModelError(f"{name}: {message[message.index(phrase):]}") from None
+        raise ModelError(f"{name}: corrupt TFLite model") from None
+
+
+def _normalization(meta: dict[str, Any] | None, name: str) -> tuple[float, float]:
+    if meta is None:
+        return DEFAULT_NORMALIZATION
+    norm = meta.get("normalization") or {}
+    try:
+        return float(norm.get("scale", DEFAULT_NORMALIZATION[0])), float(norm.get("offset", 0.0))
+    except (TypeError, ValueError):
+        raise ModelError(f"{name}: metadata normalization is not numeric: {norm}") from None
+
+
+def _class_names(meta: dict[str, Any] | None, name: str, num_classes: int) -> tuple[str, ...]:
+    names = tuple(meta.get("class_names") or ()) if meta else ()
+    if not names:
+        if num_classes != len(CLASS_NAMES):
+            raise ModelError(f"{name}: {num_classes} outputs and no class names in its metadata")
+        return CLASS_NAMES
+    if len(names) != num_classes:
+        raise ModelError(
+            f"{name}: its metadata names {len(names)} classes, the model outputs {num_classes}"
+        )
+    return tuple(str(n) for n in names)
+
+
+def _table_kind(lut: np.ndarray) -> str:
+    """The common int8 and uint8 tables are shifts of the pixel itself: skip the lookup then
+    (checked value by value, not assumed from the dtype)."""
+    ramp = np.arange(256)
+    if lut.dtype == np.int8 and np.array_equal(lut, ramp - 128):
+        return "pixel-128"
+    if lut.dtype == np.uint8 and np.array_equal(lut, ramp):
+        return "pixel"
+    return "table"
+
+
+def _output_table(spec: TensorSpec) -> np.ndarray | None:
+    """For an 8-bit quantized output, its 256 codes dequantized, indexed by the code's bits."""
+    if spec.dtype not in (np.int8, np.uint8):
+        return None
+    codes = np.arange(256, dtype=np.uint8).view(spec.dtype)
+    return spec.dequantize(codes)
+
+
+class Classifier:
+    """A Fashion-MNIST .tflite classifier (int8, uint8 or float32 I/O; float16 weights too).
+
+    ``model_path`` None uses the bundled model; ``runtime`` None (or "auto") the first of
+    ai-edge-litert and tflite-runtime that works. Not thread-safe: one per thread.
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike | None = None,
+        threads: int | None = None,
+        runtime: str | None = None,
+    ):
+        if threads is not None and threads < 1:
+            raise UsageError(f"threads must be >= 1 (got {threads})")
+        content, self.name = read_model_bytes(model_path)
+        check_tflite(content, self.name)
+        self.metadata: dict[str, Any] | None = _read_metadata(content, self.name)
+        self._runtime = load_runtime(runtime)
+        self.runtime = str(self._runtime)  # e.g. "ai-edge-litert 2.3.0"
+        self.model = TFLiteModel(content, self.name, self._runtime, threads)
+        self.class_names = _class_names(self.metadata, self.name, self.model.num_classes)
+        scale, offset = _normalization(self.metadata, self.name)
+        # Every uint8 pixel value -> the input tensor's value: normalization and quantization
+        # folded into one 256-entry table, so a batch is prepared by a single lookup.
+        self._lut = self.model.input.quantize(np.arange(256) * scale + offset)
+        self._lut_kind = _table_kind(self._lut)
+        self._out_lut = _output_table(self.model.output)
+        if self.metadata is None:  # said once the model itself has been accepted
+            log.warning(
+                "%s has no fmnist_edge metadata: assuming Fashion-MNIST class names and "
+                "pixel / 255",
+                self.name,
+            )
+
+    def __repr__(self) -> str:
+        return f"Classifier({self.name!r}, runtime={self.runtime!r}, input={self.input_dtype})"
+
+    @property
+    def input_dtype(self) -> str:
+        return self.model.input.dtype.name
+
+    def _input(self, x: np.ndarray) -> np.ndarray:
+        """uint8 pixels -> the input tensor's values."""
+        if self._lut_kind == "pixel-128":
+            return (x ^ _SIGN_BIT).view(np.int8)  # exactly pixel - 128
+        if self._lut_kind == "pixel":
+            return x
+        return self._lut[x]
+
+    def _proba(self, x: np.ndarray) -> np.ndarray:
+        """(N, 28, 28) uint8, already checked -> (N, classes) float32."""
+        out = self.model.run(self._input(x))
+        if self._out_lut is not None:  # int8 / uint8: one lookup instead of (q - zp) * scale
+            return self._out_lut[out.view(np.uint8)]
+        return self.model.output.dequantize(out)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """(N, 28, 28[, 1]) uint8 raw pixels -> (N, classes) float32 probabilities."""
+        x = np.asarray(x)
+        if x.dtype != np.uint8:
+            raise TypeError(f"predict_proba needs uint8 pixels, got {x.dtype}")
+        if x.ndim == 2:
+            x = x[None]
+        if x.shape[1:3] != (SIDE, SIDE) or x.shape[3:] not in ((), (1,)):
+            raise ValueError(f"predict_proba needs (N, 28, 28[, 1]) images, got {x.shape}")
+        if len(x) == 0:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        return self._proba(x)
+
+    def _result(self, probs: np.ndarray, top_k: int) -> Prediction:
+        values = probs.tolist()  # plain floats: ranking 10 numbers is faster in Python
+        order = sorted(range(len(values)), key=values.__getitem__, reverse=True)
+        ranked = [(self.class_names[i], values[i]) for i in order[: max(1, top_k)]]
+        return Prediction(ranked[0][0], order[0], ranked[0][1], ranked)
+
+    def predict(self, image: ImageSource, mode: str = "auto", top_k: int = 3) -> Prediction:
+        """Classify one image: a path, a PIL image, or a numpy array of uint8 pixels."""
+        return self._result(self._proba(to_array(image, mode)[None])[0], top_k)
+
+    def predict_batch(
+        self, images: Iterable[ImageSource], mode: str = "auto", top_k: int = 3
+    ) -> list[Prediction]:
+        """Classify many images in batched invokes. An unreadable image raises ImageError."""
+        check_mode(mode)
+        arrays = [to_array(image, mode) for image in images]
+        if not arrays:
+            return []
+        return [self._result(p, top_k) for p in self.predict_proba(np.stack(arrays))]

@@ -1,0 +1,130 @@
+"""fmnist-infer: say which piece of clothing each image shows, with a .tflite model and no
+TensorFlow. Parses options, builds a Classifier, streams batch.classify_inputs, prints.
+
+numpy, Pillow and the interpreter are imported inside ``main`` so that ``--help`` and usage
+errors stay instant on a Raspberry Pi.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ._cli import debug_option, handle_errors, model_option, runtime_option, threads_option
+from .errors import UsageError
+
+MODES = ("auto", "raw", "photo")  # preprocess.MODES, repeated to keep numpy out of --help
+
+
+class _EchoHandler(logging.Handler):
+    """Library warnings as ``warning: ...`` on whatever sys.stderr is at the time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"warning: {record.getMessage()}", err=True)
+
+
+def _route_warnings() -> None:
+    logger = logging.getLogger("edge_runtime")
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        logger.addHandler(_EchoHandler(logging.WARNING))
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="auto",
+    show_default=True,
+    help="raw: already 28x28 Fashion-MNIST form (light on dark); photo: a product photo on a "
+    "light background, converted as in the Fashion-MNIST paper; auto: raw for 28x28 "
+    "grayscale images, photo for the rest.",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="How many classes to report per image.",
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines: one object per image.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
+@click.option(
+    "--submission",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write id,label rows (file stem, class index): the hackathon's format.",
+)
+@model_option
+@threads_option
+@runtime_option
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Report the model, the runtime in use and a summary."
+)
+@debug_option
+@handle_errors
+def main(
+    images: tuple[str, ...],
+    mode: str,
+    top_k: int,
+    as_json: bool,
+    as_csv: bool,
+    submission: str | None,
+    model: str | None,
+    threads: int | None,
+    runtime: str,
+    verbose: bool,
+    debug: bool,
+) -> None:
+    """Print what piece of clothing each IMAGE shows: `path: Label (p%)`.
+
+    IMAGE is a file, a directory (its images) or a glob pattern ('imgs/*.png').
+    Exit status: 0 all classified, 1 some inputs failed, 2 usage or model error.
+    """
+    if as_json and as_csv:
+        raise UsageError("--json and --csv cannot be used together")
+    if submission and not Path(submission).resolve().parent.is_dir():
+        raise UsageError(f"--submission {submission}: its directory does not exist")
+    _route_warnings()
+
+    from .batch import classify_inputs
+    from .classifier import Classifier
+    from .interpreter import native_stderr_silenced
+    from .output import csv_header, csv_line, csv_row, json_line, text_line, write_submission
+
+    quiet = contextlib.nullcontext() if debug else native_stderr_silenced()
+    with quiet:
+        clf = Classifier(model, threads=threads, runtime=None if runtime == "auto" else runtime)
+    if verbose:
+        click.echo(f"model {clf.name} ({clf.input_dtype} input), runtime {clf.runtime}", err=True)
+
+    outcomes, failed = [], 0
+    try:
+        if as_csv:
+            click.echo(csv_line(csv_header(top_k)))
+        for outcome in classify_inputs(clf, images, mode=mode, top_k=top_k):
+            outcomes.append(outcome)
+            failed += not outcome.ok
+            if as_json:
+                click.echo(json_line(outcome))
+                continue
+            if as_csv:
+                click.echo(csv_line(csv_row(outcome, top_k)))
+            if outcome.ok and not as_csv:
+                click.echo(text_line(outcome))
+            elif not outcome.ok:
+                click.echo(text_line(outcome), err=True)
+    except BrokenPipeError:  # `fmnist-infer dir | head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    if submission:
+        write_submission(submission, outcomes)
+    if verbose:
+        click.echo(f"{len(outcomes) - failed} classified, {failed} failed", err=True)
+    if failed:
+        sys.exit(1)

@@ -1,0 +1,82 @@
+"""fmnist-infer's output formats: text lines, JSON Lines, CSV rows, and the hackathon
+submission file (``id,label``: the file's stem and the class index)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .batch import Outcome
+from .fileio import atomic_write_text
+
+
+def _reason(outcome: Outcome) -> str:
+    """The error without the leading ``path: `` (JSON and CSV carry the path separately)."""
+    prefix = f"{outcome.path}: "
+    error = outcome.error or ""
+    return error[len(prefix) :] if error.startswith(prefix) else error
+
+
+def text_line(outcome: Outcome) -> str:
+    """``path: Label (p%)``, with the runners-up after commas when top_k > 1."""
+    if not outcome.ok:
+        return f"error: {outcome.error}"
+    pred = outcome.prediction
+    ranked = ", ".join(f"{label} ({100 * p:.1f}%)" for label, p in pred.top_k)
+    return f"{outcome.path}: {ranked}"
+
+
+def json_record(outcome: Outcome) -> dict[str, Any]:
+    """``{path, label, index, score, top_k}``, or ``{path, error}`` for a failed input."""
+    if not outcome.ok:
+        return {"path": outcome.path, "error": _reason(outcome)}
+    pred = outcome.prediction
+    return {
+        "path": outcome.path,
+        "label": pred.label,
+        "index": pred.index,
+        "score": round(pred.score, 6),
+        "top_k": [{"label": label, "score": round(p, 6)} for label, p in pred.top_k],
+    }
+
+
+def json_line(outcome: Outcome) -> str:
+    return json.dumps(json_record(outcome), ensure_ascii=False)
+
+
+def csv_header(top_k: int) -> list[str]:
+    extra = [f"{col}_{i}" for i in range(2, top_k + 1) for col in ("label", "score")]
+    return ["path", "label", "index", "score", *extra, "error"]
+
+
+def csv_row(outcome: Outcome, top_k: int) -> list[str]:
+    if not outcome.ok:
+        return [outcome.path, "", "", "", *[""] * (2 * (top_k - 1)), _reason(outcome)]
+    pred = outcome.prediction
+    extra = []
+    for i in range(1, top_k):
+        label, p = pred.top_k[i] if i < len(pred.top_k) else ("", None)
+        extra += [label, "" if p is None else f"{p:.6f}"]
+    return [outcome.path, pred.label, str(pred.index), f"{pred.score:.6f}", *extra, ""]
+
+
+def csv_line(row: list[str]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(row)
+    return buf.getvalue()
+
+
+def submission_text(outcomes: Iterable[Outcome]) -> str:
+    """``id,label`` rows for the successful outcomes: id = file stem, label = class index."""
+    lines = ["id,label"]
+    lines += [csv_line([Path(o.path).stem, str(o.prediction.index)]) for o in outcomes if o.ok]
+    return "\n".join(lines) + "\n"
+
+
+def write_submission(path: str | os.PathLike, outcomes: Iterable[Outcome]) -> None:
+    atomic_write_text(path, submission_text(outcomes))

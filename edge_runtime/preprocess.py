@@ -1,0 +1,268 @@
+"""Any image -> one (28, 28) uint8 Fashion-MNIST-style array: a light object on a dark background.
+
+Two modes:
+- ``raw``: the image is already in Fashion-MNIST form (28x28, light object on dark); it is only
+  made 8-bit grayscale.
+- ``photo``: a product photo on a light background, converted the way Zalando made the dataset
+  (Xiao et al. 2017, section 2): trim edges close to the corner colour, resize the longest edge
+  to 28, sharpen with a Gaussian of radius and sigma 1.0, pad the short edge to 28 (centred),
+  negate, 8-bit grayscale.
+- ``auto``: ``raw`` for a 28x28 grayscale image, ``photo`` for anything else.
+
+Files are opened defensively: EXIF orientation applied, alpha composited onto the background
+(white for photos, black for raw images), palette / 16-bit / CMYK converted, only the first
+frame of an animation used, and images above Pillow's pixel limit refused as decompression
+bombs. Every failure is an ImageError naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import ImageError
+
+MODES = ("auto", "raw", "photo")
+SIDE = 28
+TRIM_FUZZ = 0.05  # trim pixels within 5% of the maximum RGB distance of the corner colour
+_DRAFT_SIDE = 8 * SIDE  # JPEGs are decoded at a reduced scale no smaller than this
+_GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+_MAGIC = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP"}
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# ImageMagick's "-sharpen 1x1" (a 3x3 Gaussian, sigma 1) reduces to x + 0.83 * (x - blur(x)).
+_G = np.exp(-np.array([1.0, 0.0, 1.0]) ** 2 / 2.0)
+_BLUR = np.outer(_G, _G) / np.outer(_G, _G).sum()
+_SHARPEN_AMOUNT = np.outer(_G, _G).sum() / (np.outer(_G, _G).sum() + 1.0)
+
+ImageSource = str | os.PathLike | Image.Image | np.ndarray
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
+    return mode
+
+
+# --- opening -------------------------------------------------------------------------------
+
+
+def _describe_unreadable(path: Path) -> str:
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if not head:
+        return "empty file (0 bytes)"
+    for magic, fmt in _MAGIC.items():
+        if head.startswith(magic):
+            return f"corrupt or truncated {fmt} image"
+    return "not an image (unrecognised format)"
+
+
+def open_image(path: str | os.PathLike, *, draft: bool = True) -> Image.Image:
+    """Open ``path`` and decode its first frame, refusing anything over Pillow's
+    ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb). With ``draft``, a JPEG larger than needed
+    for photo mode is decoded at 1/2, 1/4 or 1/8 scale (much faster on a Pi)."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: file not found")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a directory")
+    try:
+        # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; both are bombs here.
+        # The filter is restored on exit: no global state is left changed.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            if draft and img.format == "JPEG" and max(img.size) > 2 * _DRAFT_SIDE:
+                img.draft(None, (_DRAFT_SIDE, _DRAFT_SIDE))
+            img.load()  # frame 0 only: an animation's later frames are never decoded
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: image too large, possible decompression bomb ({exc})") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{path}: {_describe_unreadable(path)}") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, struct.error...
+        raise ImageError(f"{path}: corrupt or truncated image ({exc})") from None
+    return img
+
+
+def _oriented(img: Image.Image) -> Image.Image:
+    try:
+        orientation = img.getexif().get(0x0112, 1)  # EXIF Orientation
+    except Exception:  # a malformed EXIF block must not make a readable image fail
+        return img
+    method = _ORIENTATION.get(orientation)
+    return img.transpose(method) if method is not None else img
+
+
+def _from_array(arr: np.ndarray) -> Image.Image:
+    if arr.dtype.kind == "f":
+        raise ImageError(
+            f"array: float pixels are ambiguous ({arr.dtype}); pass uint8 values 0-255"
+        )
+    if arr.dtype.kind not in "uib":
+        raise ImageError(f"array: unsupported dtype {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() > 255):
+        raise ImageError("array: pixel values outside 0-255; pass uint8")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4)):
+        return Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8))
+    raise ImageError(f"array: shape {arr.shape} is not (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)")
+
+
+# --- canonical pixels ----------------------------------------------------------------------
+
+
+def is_grayscale(img: Image.Image) -> bool:
+    """One channel of information: a gray mode, a gray palette, or RGB with R == G == B."""
+    if img.mode in _GRAY_MODES:
+        return True
+    if img.mode in ("P", "PA"):
+        palette = np.array(img.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
+        return bool((palette == palette[:, :1]).all())
+    if img.mode in ("RGB", "RGBA"):
+        rgb = np.asarray(img)[..., :3]
+        return bool((rgb == rgb[..., :1]).all())
+    return False
+
+
+def _flatten(img: Image.Image, background: int) -> np.ndarray:
+    """Any mode -> (H, W) or (H, W, 3) uint8, alpha composited onto ``background``."""
+    mode = img.mode
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit samples: scale to 8 bits (Pillow's own convert("L") would clip at 255)
+        wide = np.asarray(img).astype(np.float32)
+        return np.clip(np.rint(wide / 257.0), 0, 255).astype(np.uint8)
+    if mode == "F":
+        return np.clip(np.rint(np.asarray(img)), 0, 255).astype(np.uint8)
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode in ("PA", "RGBa"):
+        img = img.convert("RGBA")
+    elif mode == "La":
+        img = img.convert("LA")
+    elif mode == "1":
+        img = img.convert("L")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):  # CMYK, YCbCr, LAB, HSV
+        img = img.convert("RGB")
+    arr = np.asarray(img)
+    if img.mode in ("LA", "RGBA"):
+        alpha = arr[..., -1:].astype(np.float32) / 255.0
+        color = arr[..., :-1].astype(np.float32)
+        arr = np.rint(color * alpha + background * (1.0 - alpha)).astype(np.uint8)
+        if arr.shape[-1] == 1:
+            arr = arr[..., 0]
+    return arr
+
+
+def _gray(arr: np.ndarray) -> np.ndarray:
+    """(H, W[, 3]) uint8 -> (H, W) float32 luma (ITU-R 601, as Pillow's convert("L"))."""
+    if arr.ndim == 2:
+        return arr.astype(np.float32)
+    return arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+# --- the two modes ---------------------------------------------------------------------------
+
+
+def raw(img: Image.Image, name: str = "image") -> np.ndarray:
+    """A 28x28 Fashion-MNIST-form image -> (28, 28) uint8 (transparent = dark background)."""
+    if img.size != (SIDE, SIDE):
+        raise ImageError(
+            f"{name}: raw mode needs a 28x28 image, got {img.size[0]}x{img.size[1]} "
+            "(use photo mode)"
+        )
+    arr = _flatten(img, background=0)
+    return arr if arr.ndim == 2 else np.rint(_gray(arr)).astype(np.uint8)
+
+
+def _trim(arr: np.ndarray) -> np.ndarray:
+    """Crop the border whose colour is within TRIM_FUZZ of the top-left corner's."""
+    pixels = arr.astype(np.float32).reshape(arr.shape[0], arr.shape[1], -1)
+    dist = np.sqrt(((pixels - pixels[0, 0]) ** 2).sum(axis=-1))
+    keep = dist > TRIM_FUZZ * 255.0 * np.sqrt(pixels.shape[-1])
+    rows, cols = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
+    if rows.size == 0:  # a blank image: nothing to trim to
+        return arr
+    return arr[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def _sharpen(x: np.ndarray) -> np.ndarray:
+    padded = np.pad(x, 1, mode="edge")
+    h, w = x.shape
+    blur = sum(
+        _BLUR[i, j] * padded[i : i + h, j : j + w] for i in range(3) for j in range(3)
+    )
+    return x + _SHARPEN_AMOUNT * (x - blur)
+
+
+def _shrink(img: Image.Image) -> Image.Image:
+    """A large image box-reduced to about 224-447 px on its long side before any float work
+    (an 8000x6000 PNG would otherwise need gigabytes on a Pi). JPEGs arrive here already
+    reduced by ``draft``; averaging first is also what step 2 does anyway."""
+    factor = max(img.size) // _DRAFT_SIDE
+    if factor < 2:
+        return img
+    if img.mode in ("1", "P", "PA"):  # indices and bits cannot be averaged: expand first
+        img = img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
+    elif img.mode.startswith("I;16"):
+        img = img.convert("I")
+    premultiplied = {"RGBA": "RGBa", "LA": "La"}.get(img.mode)
+    if premultiplied:  # average colours weighted by alpha, not transparent pixels' colour
+        return img.convert(premultiplied).reduce(factor).convert(img.mode)
+    return img.reduce(factor)
+
+
+def photo(img: Image.Image) -> np.ndarray:
+    """A product photo on a light background -> (28, 28) uint8, the paper's six steps."""
+    arr = _flatten(_shrink(img), background=255)
+    background = float(_gray(arr[:1, :1])[0, 0])
+    arr = _trim(arr)  # 1. trim
+    h, w = arr.shape[:2]
+    size = (SIDE, max(1, round(h * SIDE / w))) if w >= h else (max(1, round(w * SIDE / h)), SIDE)
+    # 2. resize the longest edge to 28. The paper subsampled 51x73 thumbnails; for a large
+    # photo plain subsampling is aliasing noise, so shrink by averaging (box filter) instead.
+    gray = Image.fromarray(_gray(arr), mode="F")
+    small = np.asarray(gray.resize(size, Image.Resampling.BOX), dtype=np.float32)
+    small = _sharpen(small)  # 3. sharpen
+    canvas = np.full((SIDE, SIDE), background, dtype=np.float32)  # 4. pad, centred
+    top, left = (SIDE - size[1]) // 2, (SIDE - size[0]) // 2
+    canvas[top : top + size[1], left : left + size[0]] = small
+    return np.clip(np.rint(255.0 - canvas), 0, 255).astype(np.uint8)  # 5. negate, 6. 8-bit
+
+
+def to_array(source: ImageSource, mode: str = "auto") -> np.ndarray:
+    """A path, PIL image or numpy array -> (28, 28) uint8, light object on dark background."""
+    check_mode(mode)
+    if isinstance(source, np.ndarray):
+        if mode != "photo" and source.shape in ((SIDE, SIDE), (SIDE, SIDE, 1)):
+            if source.dtype == np.uint8:  # the fast path: already Fashion-MNIST pixels
+                return source.reshape(SIDE, SIDE)
+        img, name = _from_array(source), "array"
+    elif isinstance(source, Image.Image):
+        img, name = source, "image"
+    else:
+        name = str(source)
+        img = open_image(source, draft=mode != "raw")
+    try:
+        img = _oriented(img)
+        if mode == "auto":
+            mode = "raw" if img.size == (SIDE, SIDE) and is_grayscale(img) else "photo"
+        return raw(img, name) if mode == "raw" else photo(img)
+    except ImageError:
+        raise
+    except Exception as exc:  # a decoder that fails late, on a lazily loaded PIL image
+        raise ImageError(f"{name}: cannot convert image ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,238 @@
+"""fmnist-infer: input expansion, output formats and exit codes (the wiring; the library is
+tested in test_edge_runtime.py and test_edge_preprocess.py)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from edge_runtime import classifier as classifier_mod
+from edge_runtime.batch import Outcome, classify_inputs, expand_inputs
+from edge_runtime.classifier import Classifier, Prediction
+from edge_runtime.cli import main
+from edge_runtime.labels import CLASS_NAMES
+from edge_runtime.output import csv_header, csv_row, json_record, submission_text, text_line
+
+
+@pytest.fixture(scope="module")
+def model(tiny_tflite):
+    return str(tiny_tflite["int8"])
+
+
+@pytest.fixture()
+def images(tmp_path, fmnist_test):
+    """imgs/ with three test images (one as a JPEG product photo) and a non-image file."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(fmnist_test.images[i]).save(folder / f"img{i}.png")
+    big = Image.fromarray(255 - fmnist_test.images[2]).resize((112, 112)).convert("RGB")
+    big.save(folder / "photo.jpg", quality=92)
+    (folder / "notes.txt").write_text("not an image, and skipped by the directory listing\n")
+    return folder
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _bomb_png() -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", 40000, 40000, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+# --- library pieces ---------------------------------------------------------------------------
+
+
+def test_expand_inputs(images, tmp_path):
+    (tmp_path / "empty").mkdir()
+    got = list(expand_inputs([images, str(images / "img1.png"), str(images / "*.png"),
+                              tmp_path / "empty", str(tmp_path / "nothing*.png"),
+                              tmp_path / "missing.png"]))
+    paths = [o.path for o in got]
+    listing = [str(images / n) for n in ("img0.png", "img1.png", "photo.jpg")]
+    assert paths[:3] == listing  # sorted, notes.txt left out
+    assert paths[3:6] == [str(images / "img1.png"), *listing[:2]]  # the glob, expanded
+    assert got[6].error == f"{tmp_path / 'empty'}: no images in directory (looked for " + \
+        got[6].error.split("(looked for ", 1)[1]
+    assert got[7].error == f"{tmp_path / 'nothing*.png'}: no files match this pattern"
+    assert got[8] == Outcome(str(tmp_path / "missing.png"))  # opening it reports the error
+    assert all(o.ok for o in got[:6])
+
+
+def test_classify_inputs_keeps_order_and_goes_on(images, model, tmp_path):
+    clf = Classifier(model)
+    (tmp_path / "bad.png").write_bytes(b"")
+    args = [images / "img0.png", tmp_path / "bad.png", images / "img1.png"]
+    outcomes = list(classify_inputs(clf, args, chunk=1))
+    assert [o.path for o in outcomes] == [str(a) for a in args]
+    assert [o.ok for o in outcomes] == [True, False, True]
+    assert outcomes[1].error == f"{tmp_path / 'bad.png'}: empty file (0 bytes)"
+    direct = clf.predict(images / "img1.png")
+    assert outcomes[2].prediction.index == direct.index
+    assert outcomes[2].prediction.score == pytest.approx(direct.score)
+
+
+def test_output_formats():
+    pred = Prediction("Bag", 8, 0.875, [("Bag", 0.875), ("Sandal", 0.0625)])
+    ok, bad = Outcome("d/x.png", prediction=pred), Outcome("d/y.png", error="d/y.png: oops")
+    assert text_line(ok) == "d/x.png: Bag (87.5%), Sandal (6.2%)"
+    assert text_line(bad) == "error: d/y.png: oops"
+    assert json_record(ok) == {
+        "path": "d/x.png", "label": "Bag", "index": 8, "score": 0.875,
+        "top_k": [{"label": "Bag", "score": 0.875}, {"label": "Sandal", "score": 0.0625}],
+    }
+    assert json_record(bad) == {"path": "d/y.png", "error": "oops"}
+    assert csv_header(2) == ["path", "label", "index", "score", "label_2", "score_2", "error"]
+    assert csv_row(ok, 2) == ["d/x.png", "Bag", "8", "0.875000", "Sandal", "0.062500", ""]
+    assert csv_row(bad, 2) == ["d/y.png", "", "", "", "", "", "oops"]
+    assert submission_text([ok, bad, Outcome("a,b.png", prediction=pred)]) == \
+        'id,label\nx,8\n"a,b",8\n'
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+def test_text_output(images, model):
+    result = run("--model", model, images / "img0.png")
+    assert result.exit_code == 0, result.output
+    line = result.output.strip()
+    path, rest = line.split(": ", 1)
+    assert path == str(images / "img0.png")
+    label, percent = rest.rsplit(" (", 1)
+    assert label in CLASS_NAMES and percent.endswith("%)") and "\n" not in line
+    three = run("--model", model, "--top-k", "3", images / "img0.png").output.strip()
+    assert three.startswith(line) and three.count("%)") == 3
+
+
+def test_directory_glob_json_and_submission(images, model, tmp_path):
+    sub = tmp_path / "submission.csv"
+    result = run("--model", model, "--json", "--top-k", "2", "--submission", sub, images,
+                 str(images / "img*.png"))
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.output.splitlines()]
+    assert [Path(r["path"]).name for r in records] == [
+        "img0.png", "img1.png", "photo.jpg", "img0.png", "img1.png"]
+    for r in records:
+        assert set(r) == {"path", "label", "index", "score", "top_k"}
+        assert r["label"] == CLASS_NAMES[r["index"]] and 0 <= r["score"] <= 1
+        assert len(r["top_k"]) == 2 and r["top_k"][0] == {"label": r["label"],
+                                                          "score": r["score"]}
+    rows = list(csv.reader(sub.open()))
+    assert rows[0] == ["id", "label"]
+    assert rows[1:] == [[Path(r["path"]).stem, str(r["index"])] for r in records]
+
+
+def test_csv_output(images, model, tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    result = run("--model", model, "--csv", images / "img0.png", tmp_path / "broken.png")
+    assert result.exit_code == 1
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["path"] for r in rows] == [str(images / "img0.png"), str(tmp_path / "broken.png")]
+    assert rows[0]["label"] in CLASS_NAMES and rows[0]["error"] == ""
+    assert rows[1]["label"] == "" and "truncated PNG" in rows[1]["error"]
+    expected = f"error: {tmp_path / 'broken.png'}: corrupt or truncated PNG image"
+    assert result.stderr.strip() == expected
+
+
+def test_bad_inputs_each_get_one_line_and_the_rest_are_classified(images, model, tmp_path):
+    good = images / "img0.png"
+    data = good.read_bytes()
+    bad = {
+        "missing.png": None,
+        "empty.png": b"",
+        "truncated.png": data[: len(data) // 2],
+        "text.png": b"hello\n",
+        "bomb.png": _bomb_png(),
+    }
+    for name, content in bad.items():
+        if content is not None:
+            (tmp_path / name).write_bytes(content)
+    (tmp_path / "noimages").mkdir()
+    args = [good, *(tmp_path / n for n in bad), tmp_path / "noimages", images / "img1.png"]
+    result = run("--model", model, *args)
+    assert result.exit_code == 1
+    errors = result.stderr.splitlines()
+    assert len(errors) == len(bad) + 1 and "Traceback" not in result.output
+    for line, name in zip(errors, [*bad, "noimages"], strict=True):
+        assert line.startswith(f"error: {tmp_path / name}: "), line
+    assert [line.split(": ")[0] for line in result.stdout.splitlines()] == [
+        str(good), str(images / "img1.png")]
+    as_json = run("--model", model, "--json", *args)
+    records = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert as_json.exit_code == 1 and len(records) == len(args)
+    assert [set(r) for r in records[1:-1]] == [{"path", "error"}] * (len(args) - 2)
+    assert "decompression bomb" in records[5]["error"]
+
+
+def test_modes(images, model):
+    photo = images / "photo.jpg"
+    assert run("--model", model, "--mode", "photo", photo).exit_code == 0
+    raw = run("--model", model, "--mode", "raw", photo)
+    assert raw.exit_code == 1 and "raw mode needs a 28x28 image" in raw.stderr
+
+
+def test_usage_errors_exit_2(images, model, tmp_path):
+    for args in (
+        [],
+        ["--json", "--csv", images],
+        ["--top-k", "0", images],
+        ["--mode", "sketch", images],
+        ["--runtime", "tensorflow", images],
+        ["--submission", tmp_path / "no" / "such" / "dir.csv", images],
+    ):
+        result = run("--model", model, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_model_errors_exit_2_and_debug_shows_the_traceback(images, tmp_path, monkeypatch):
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"\0" * 64)
+    result = run("--model", garbage, images)
+    assert result.exit_code == 2
+    assert result.output == f"error: {garbage}: not a TFLite model (no TFL3 identifier)\n"
+    debug = run("--debug", "--model", garbage, images)
+    assert debug.exit_code == 2 and "Traceback" in debug.output
+    monkeypatch.setattr(classifier_mod, "BUNDLED_MODEL", "models/missing.tflite")
+    bundled = run(images)
+    assert bundled.exit_code == 2 and "no bundled model; pass --model" in bundled.output
+
+
+def test_verbose_reports_the_runtime(images, model):
+    result = run("-v", "--runtime", "ai-edge-litert", "--model", model, images / "img0.png")
+    assert result.exit_code == 0
+    assert "runtime ai-edge-litert " in result.stderr and "(int8 input)" in result.stderr
+    assert "1 classified, 0 failed" in result.stderr
+
+
+def test_float_model(images, tiny_tflite):
+    result = run("--model", tiny_tflite["float32"], "--json", images)
+    assert result.exit_code == 0
+    assert len(result.output.splitlines()) == 3
+
+
+def test_help_loads_nothing_heavy():
+    """--help and usage errors never import numpy, Pillow or an interpreter (Pi start-up)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from edge_runtime.cli import main\n"
+            "heavy = {'numpy', 'PIL', 'ai_edge_litert', 'tensorflow'} & set(sys.modules)\n"
+            "assert not heavy, heavy")
+    repo = str(Path(__file__).resolve().parents[1])
+    result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

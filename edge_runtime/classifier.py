@@ -64,18 +64,6 @@ def read_model_bytes(model_path: str | os.PathLike | None) -> tuple[bytes, str]:
         raise ModelError(f"{path}: cannot read model ({exc.strerror or exc})") from None
 
 
-def _read_metadata(content: bytes, name: str) -> dict[str, Any] | None:
-    """read_metadata on bytes, with its errors naming the file instead of the bytes."""
-    try:
-        return read_metadata(content)
-    except ModelError as exc:
-        message = str(exc)
-        for phrase in ("corrupt TFLite", "unreadable fmnist_edge", "fmnist_edge metadata is"):
-            if phrase in message:
-                raise ModelError(f"{name}: {message[message.index(phrase):]}") from None
-        raise ModelError(f"{name}: corrupt TFLite model") from None
-
-
 def _normalization(meta: dict[str, Any] | None, name: str) -> tuple[float, float]:
     if meta is None:
         return DEFAULT_NORMALIZATION
@@ -135,7 +123,7 @@ class Classifier:
             raise UsageError(f"threads must be >= 1 (got {threads})")
         content, self.name = read_model_bytes(model_path)
         check_tflite(content, self.name)
-        self.metadata: dict[str, Any] | None = _read_metadata(content, self.name)
+        self.metadata: dict[str, Any] | None = read_metadata(content, self.name)
         self._runtime = load_runtime(runtime)
         self.runtime = str(self._runtime)  # e.g. "ai-edge-litert 2.3.0"
         self.model = TFLiteModel(content, self.name, self._runtime, threads)

@@ -71,7 +71,7 @@ class _Table:
 
 
 def _model_bytes(model: bytes | str | os.PathLike) -> bytes:
-    if isinstance(model, bytes | bytearray | memoryview):
+    if _is_bytes(model):
         return bytes(model)
     try:
         return Path(model).read_bytes()
@@ -85,10 +85,15 @@ def check_tflite(buf: bytes, name: str = "<model>") -> None:
         raise ModelError(f"{name}: not a TFLite model (no TFL3 identifier)")
 
 
-def metadata_entries(model: bytes | str | os.PathLike) -> dict[str, bytes]:
-    """Every named metadata entry of a .tflite, as raw bytes."""
+def _is_bytes(model: object) -> bool:
+    return isinstance(model, bytes | bytearray | memoryview)
+
+
+def metadata_entries(model: bytes | str | os.PathLike, name: str | None = None) -> dict[str, bytes]:
+    """Every named metadata entry of a .tflite, as raw bytes. ``name`` is what errors call the
+    model (default: its path, or "<model>" for bytes)."""
     buf = _model_bytes(model)
-    name = str(model) if not isinstance(model, bytes | bytearray | memoryview) else "<model>"
+    name = name or ("<model>" if _is_bytes(model) else str(model))
     check_tflite(buf, name)
     try:
         root = _Table(buf, struct.unpack_from("<I", buf, 0)[0])
@@ -107,17 +112,20 @@ def metadata_entries(model: bytes | str | os.PathLike) -> dict[str, bytes]:
         raise ModelError(f"{name}: corrupt TFLite flatbuffer ({exc})") from None
 
 
-def read_metadata(model: bytes | str | os.PathLike) -> dict[str, Any] | None:
+def read_metadata(
+    model: bytes | str | os.PathLike, name: str | None = None
+) -> dict[str, Any] | None:
     """The fmnist-edge JSON record of a .tflite, or None if the file has none."""
-    raw = metadata_entries(model).get(METADATA_NAME)
+    name = name or ("<model>" if _is_bytes(model) else str(model))
+    raw = metadata_entries(model, name).get(METADATA_NAME)
     if raw is None:
         return None
     try:
         meta = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{model}: unreadable {METADATA_NAME} metadata ({exc})") from None
+        raise ModelError(f"{name}: unreadable {METADATA_NAME} metadata ({exc})") from None
     if not isinstance(meta, dict):
-        raise ModelError(f"{model}: {METADATA_NAME} metadata is not a JSON object")
+        raise ModelError(f"{name}: {METADATA_NAME} metadata is not a JSON object")
     return meta
 
 

@@ -128,3 +128,7 @@ def main(
         click.echo(f"{len(outcomes) - failed} classified, {failed} failed", err=True)
     if failed:
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""fmnist-bench: what each format costs in accuracy and buys in speed and size, on this machine."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from edge_runtime._cli import data_dir_option, debug_option, handle_errors, seed_option
+
+from .config import RUNTIMES, BenchConfig, default_threads
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("run_dir", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--keras",
+    "keras_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The Keras float reference (default: RUN_DIR/model.keras).",
+)
+@click.option(
+    "--tflite",
+    "tflite_paths",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A .tflite to measure (repeatable; added to RUN_DIR/*.tflite).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Report folder (default: RUN_DIR/bench, else ./bench).",
+)
+@click.option("--quick", is_flag=True, help="Smoke run: 1,000 test images, few timed runs.")
+@click.option(
+    "--max-threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Time 1..N interpreter threads (default: every usable core).",
+)
+@click.option(
+    "--runtime",
+    "runtimes",
+    multiple=True,
+    type=click.Choice(RUNTIMES),
+    help="Only these runtimes (repeatable; default: all, unavailable ones are reported).",
+)
+@click.option(
+    "--runs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Timed batch-1 calls per TFLite row (default 200, 30 with --quick).",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Untimed calls before each row (default 10, 3 with --quick).",
+)
+@click.option(
+    "--keras-runs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Timed batch-1 Keras predict calls (default 100, 20 with --quick).",
+)
+@click.option(
+    "--cold-start-reps",
+    type=click.IntRange(min=0),
+    default=None,
+    help="fmnist-infer processes started per model (default 5, 3 with --quick; 0: skip).",
+)
+@click.option(
+    "--litert-tool/--no-litert-tool",
+    default=True,
+    show_default=True,
+    help="Cross-check with LiteRT's benchmark_litert_model.",
+)
+@click.option("--no-export", is_flag=True, help="Don't export .tflite files when a run has none.")
+@click.option(
+    "--device",
+    is_flag=True,
+    help="Runtime-only mode, no TensorFlow (the default when TensorFlow is not installed).",
+)
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@seed_option
+@data_dir_option
+@debug_option
+@handle_errors
+def main(
+    run_dir: Path | None,
+    keras_path: Path | None,
+    tflite_paths: tuple[Path, ...],
+    out: Path | None,
+    quick: bool,
+    max_threads: int | None,
+    runtimes: tuple[str, ...],
+    runs: int | None,
+    warmup: int | None,
+    keras_runs: int | None,
+    cold_start_reps: int | None,
+    litert_tool: bool,
+    no_export: bool,
+    device: bool,
+    no_plots: bool,
+    seed: int,
+    data_dir: str | None,
+    debug: bool,
+) -> None:
+    """Benchmark the Keras model and every .tflite of RUN_DIR: accuracy on the test set, batch-1
+    latency per runtime and thread count, size, cold start. Writes report.md, report.json and
+    plots to --out and prints the summary table."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any TensorFlow import
+    from .progress import Bar
+    from .runner import run_benchmark
+
+    given = {
+        "runs": runs,
+        "warmup": warmup,
+        "keras_runs": keras_runs,
+        "cold_start_reps": cold_start_reps,
+        "runtimes": runtimes or None,
+        "threads": tuple(range(1, max_threads + 1)) if max_threads else None,
+    }
+    settings = dict(
+        run_dir=run_dir,
+        keras_path=keras_path,
+        tflite_paths=tflite_paths,
+        out_dir=out or (run_dir / "bench" if run_dir is not None else Path("bench")),
+        data_dir=Path(data_dir) if data_dir else None,
+        litert_tool=litert_tool,
+        export_missing=not no_export,
+        device=True if device else None,
+        plots=not no_plots,
+        seed=seed,
+        **{k: v for k, v in given.items() if v is not None},
+    )
+    settings.setdefault("threads", default_threads())
+    cfg = BenchConfig.quick_defaults(**settings) if quick else BenchConfig(**settings)
+    report = run_benchmark(cfg, progress=Bar)
+    click.echo(report.summary())
+    click.echo(f"\nreport: {report.md_path} (and {report.json_path.name}, plots beside it)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The benchmark's settings: one frozen dataclass, built by the CLI (or a test) and saved in
+every report."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_runtime.errors import UsageError
+
+# Every runtime the benchmark knows, in report order. Keras' predict is the notebook's way.
+RUNTIMES = ("ai-edge-litert", "tflite-runtime", "tf.lite", "keras")
+TF_RUNTIMES = ("tf.lite", "keras")  # need TensorFlow: skipped in device mode
+
+
+def default_threads() -> tuple[int, ...]:
+    """1 .. the cores this process may use."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return tuple(range(1, max(cores, 1) + 1))
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    run_dir: Path | None = None  # a fmnist-train run directory: model.keras and *.tflite
+    keras_path: Path | None = None  # an explicit .keras reference (overrides RUN/model.keras)
+    tflite_paths: tuple[Path, ...] = ()  # explicit .tflite files (added to RUN/*.tflite)
+    out_dir: Path = Path("bench")  # the report folder
+    data_dir: Path | None = None  # Fashion-MNIST IDX files (None: edge_runtime.data's search)
+    threads: tuple[int, ...] = field(default_factory=default_threads)  # thread counts timed
+    runtimes: tuple[str, ...] = RUNTIMES  # runtimes to try; unavailable ones are reported
+    quick: bool = False  # smoke run: a test subset and fewer timed runs
+    quick_samples: int = 1000  # test images evaluated with --quick (else all 10,000)
+    warmup: int = 10  # untimed calls before timing each (runtime, threads)
+    runs: int = 200  # timed batch-1 calls per TFLite (runtime, threads)
+    keras_runs: int = 100  # timed batch-1 model.predict calls (slow: ~0.2 s each for big models)
+    keras_batch: int = 256  # batch size of Keras' accuracy pass
+    export_missing: bool = True  # export float32/float16/int8 when the run has no .tflite
+    litert_tool: bool = True  # cross-check with LiteRT's benchmark_litert_model
+    cold_start_reps: int = 5  # fmnist-infer processes started per model (median reported)
+    device: bool | None = None  # runtime-only mode without TensorFlow (None: when TF is absent)
+    plots: bool = True  # write PNG plots (needs matplotlib)
+    changed_samples: int = 36  # changed predictions shown in the PNG grid
+    seed: int = 42  # picks the --quick subset and the sample grid
+
+    def __post_init__(self) -> None:
+        if self.run_dir is None and self.keras_path is None and not self.tflite_paths:
+            raise UsageError("give a RUN_DIR, --keras or --tflite")
+        if not self.threads or min(self.threads) < 1:
+            raise UsageError("--threads must be >= 1")
+        unknown = [r for r in self.runtimes if r not in RUNTIMES]
+        if unknown:
+            raise UsageError(f"unknown --runtime {unknown[0]!r}; choose from {', '.join(RUNTIMES)}")
+        for name in ("warmup", "runs", "keras_runs", "keras_batch", "quick_samples"):
+            if getattr(self, name) < (0 if name == "warmup" else 1):
+                raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.cold_start_reps < 0:
+            raise UsageError("--cold-start-reps must be >= 0")
+
+    @classmethod
+    def quick_defaults(cls, **kwargs: Any) -> BenchConfig:
+        """Settings for a smoke run: a 1,000-image subset, few timed runs; ``kwargs`` win."""
+        quick = dict(quick=True, warmup=3, runs=30, keras_runs=20, cold_start_reps=3)
+        return cls(**{**quick, **kwargs})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings, saved in report.json."""
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, Path):
+                out[key] = str(value)
+            elif isinstance(value, tuple):
+                out[key] = [str(v) if isinstance(v, Path) else v for v in value]
+        return out

@@ -1,0 +1,62 @@
+"""Run a model over the evaluation images once, timed: the predictions that the accuracy
+numbers come from, and the throughput over the whole (or --quick) test set.
+
+Keras runs batched ``predict`` (one image at a time would take half an hour for the notebook's
+model); a .tflite runs through edge_runtime's Classifier.predict_proba, exactly as on a Pi.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .accuracy import Evaluation
+
+CHUNK = 500  # images per call: the progress bar's step
+Tick = Callable[[int], None]  # progress: called with the number of images done
+
+
+def evaluate_keras(
+    model: Any, images: np.ndarray, labels: np.ndarray, batch: int = 256, tick: Tick | None = None
+) -> Evaluation:
+    """The Keras float reference: (N, 28, 28) uint8 -> pixel / 255 -> batched predict."""
+    preds = np.empty(len(images), dtype=np.int64)
+    t0 = time.perf_counter()
+    for start in range(0, len(images), 2 * CHUNK):
+        x = images[start : start + 2 * CHUNK, ..., None].astype(np.float32) / 255.0
+        proba = model.predict(x, batch_size=batch, verbose=0)  # (n, 10) softmax
+        preds[start : start + len(x)] = np.argmax(proba, axis=1)
+        if tick is not None:
+            tick(start + len(x))
+    seconds = time.perf_counter() - t0
+    return Evaluation("keras", preds, labels, seconds, f"keras predict, batch {batch}", None)
+
+
+def evaluate_tflite(
+    path: Path,
+    label: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    threads: int,
+    runtime: str | None = None,
+    tick: Tick | None = None,
+) -> Evaluation:
+    """A .tflite through Classifier.predict_proba with ``threads`` on ``runtime`` (None: the
+    first that works). The timing covers the predictions only, not loading the model."""
+    from edge_runtime.classifier import Classifier
+
+    clf = Classifier(path, threads=threads, runtime=runtime)
+    preds = np.empty(len(images), dtype=np.int64)
+    t0 = time.perf_counter()
+    for start in range(0, len(images), CHUNK):
+        proba = clf.predict_proba(images[start : start + CHUNK])  # (n, 10) float32
+        preds[start : start + len(proba)] = np.argmax(proba, axis=1)
+        if tick is not None:
+            tick(start + len(proba))
+    seconds = time.perf_counter() - t0
+    how = f"{clf.runtime}, {threads} thread{'s' * (threads > 1)}, edge_runtime Classifier"
+    return Evaluation(label, preds, labels, seconds, how, threads)

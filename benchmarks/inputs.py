@@ -1,0 +1,167 @@
+"""What to measure: the Keras reference and the .tflite files of a run, each with its format
+read from the file itself (metadata, else the interpreter's tensors), never from its name."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.errors import ModelError
+from edge_runtime.interpreter import load_runtime
+from edge_runtime.metadata import read_metadata
+
+from .config import BenchConfig
+
+RUN_MODEL, RUN_METRICS = "model.keras", "metrics.json"
+# report order: the reference first, then from the least to the most quantized
+FORMATS = ("keras", "float32", "float16", "dynamic", "int8", "int8-uint8-io", "int8-float-io")
+PIXEL_SCALE = 1.0 / 255.0  # the default normalization of a file without metadata (DESIGN.md)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    format: str  # "keras", "float32", "float16", "dynamic", "int8", "int8-uint8-io", ...
+    path: Path
+    size_bytes: int
+    metadata: dict[str, Any] | None = field(default=None, repr=False)  # the fmnist_edge record
+    scale: float = PIXEL_SCALE  # normalization: x = pixel * scale + offset
+    offset: float = 0.0
+
+    @property
+    def is_keras(self) -> bool:
+        return self.format == "keras"
+
+
+def _format_from_metadata(meta: dict[str, Any]) -> str | None:
+    quant = meta.get("quantization") or {}
+    mode = quant.get("mode")
+    if not mode:
+        return None
+    io = quant.get("io_dtype") or (quant.get("input") or {}).get("dtype")
+    if mode == "int8" and io and io != "int8":
+        return "int8-uint8-io" if io == "uint8" else "int8-float-io"
+    return str(mode)
+
+
+def _format_from_tensors(path: Path) -> str:
+    """For a .tflite without metadata: what its tensors say."""
+    interp = load_runtime().interpreter_class(model_path=str(path))
+    inp = np.dtype(interp.get_input_details()[0]["dtype"])
+    dtypes = {np.dtype(t["dtype"]) for t in interp.get_tensor_details()}
+    if inp == np.int8:
+        return "int8"
+    if inp == np.uint8:
+        return "int8-uint8-io"
+    if np.dtype(np.float16) in dtypes:
+        return "float16"
+    if np.dtype(np.int8) in dtypes:
+        return "int8-float-io" if np.dtype(np.int32) in dtypes else "dynamic"
+    return "float32"
+
+
+def describe_tflite(path: Path) -> ModelFile:
+    """A .tflite file's format, size and normalization."""
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file")
+    meta = read_metadata(path)  # ModelError for a file that is no TFLite model
+    fmt = _format_from_metadata(meta) if meta else None
+    norm = (meta or {}).get("normalization") or {}
+    return ModelFile(
+        format=fmt or _format_from_tensors(path),
+        path=path,
+        size_bytes=path.stat().st_size,
+        metadata=meta,
+        scale=float(norm.get("scale", PIXEL_SCALE)),
+        offset=float(norm.get("offset", 0.0)),
+    )
+
+
+def describe_keras(path: Path) -> ModelFile:
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file")
+    return ModelFile(format="keras", path=path, size_bytes=path.stat().st_size)
+
+
+def find_models(cfg: BenchConfig) -> tuple[Path | None, list[Path]]:
+    """(the Keras reference or None, the .tflite files): --keras, else RUN/model.keras; every
+    RUN/*.tflite plus each --tflite. Raises ModelError for a missing path."""
+    keras_path = cfg.keras_path
+    tflites: list[Path] = []
+    if cfg.run_dir is not None:
+        run = Path(cfg.run_dir)
+        if run.is_file():
+            raise ModelError(f"{run}: a file, not a run directory (use --keras or --tflite)")
+        if not run.is_dir():
+            raise ModelError(f"{run}: no such run directory")
+        if keras_path is None and (run / RUN_MODEL).is_file():
+            keras_path = run / RUN_MODEL
+        tflites += sorted(run.glob("*.tflite"))
+    if keras_path is not None and not Path(keras_path).is_file():
+        raise ModelError(f"{keras_path}: no such Keras model")
+    for path in cfg.tflite_paths:
+        if not Path(path).is_file():
+            raise ModelError(f"{path}: no such .tflite file")
+        if Path(path).resolve() not in {p.resolve() for p in tflites}:
+            tflites.append(Path(path))
+    return (Path(keras_path) if keras_path else None), tflites
+
+
+def export_missing(cfg: BenchConfig, keras_path: Path, out: Path) -> list[Path]:
+    """Export float32, float16 and int8 from ``keras_path`` into ``out`` (the run directory,
+    as fmnist-export does by default), the way ``fmnist-export`` would. Needs TensorFlow."""
+    from export.config import ExportConfig
+    from export.exporter import export
+
+    source = cfg.run_dir if cfg.run_dir is not None and cfg.keras_path is None else keras_path
+    ecfg = ExportConfig(
+        source=Path(source),
+        modes=("float32", "float16", "int8"),
+        out=out,
+        data_dir=cfg.data_dir,
+        validate_samples=cfg.quick_samples if cfg.quick else None,
+        seed=cfg.seed,
+    )
+    return [r.path for r in export(ecfg) if r.path is not None]
+
+
+def model_size(run_dir: Path | None, keras_model: Any | None) -> dict[str, int | None]:
+    """Parameters and MACs: the run's metrics.json when it has them, else counted on the Keras
+    model (train.models.describe), else unknown (a .tflite alone on a Pi)."""
+    if run_dir is not None and (Path(run_dir) / RUN_METRICS).is_file():
+        try:
+            metrics = json.loads((Path(run_dir) / RUN_METRICS).read_text())
+            if metrics.get("params") is not None:
+                return {"params": metrics.get("params"), "macs": metrics.get("macs")}
+        except (OSError, ValueError, AttributeError):
+            pass  # unreadable: count on the model instead
+    if keras_model is not None:
+        from train.models import describe
+
+        info = describe(keras_model)
+        return {"params": info["params"], "macs": info["macs"]}
+    return {"params": None, "macs": None}
+
+
+def unique_labels(models: list[ModelFile]) -> list[str]:
+    """Each model's format, made unique with its file name when two files share a format."""
+    fmts = [m.format for m in models]
+    return [
+        f if fmts.count(f) == 1 else f"{f} ({m.path.name})"
+        for f, m in zip(fmts, models, strict=True)
+    ]
+
+
+def input_dtype(m: ModelFile) -> str | None:
+    if m.is_keras:
+        return "float32"
+    return ((m.metadata or {}).get("quantization") or {}).get("input", {}).get("dtype")
+
+
+def format_order(m: ModelFile) -> tuple[int, str]:
+    """Sort key: FORMATS order, then file name (unknown formats last)."""
+    rank = FORMATS.index(m.format) if m.format in FORMATS else len(FORMATS)
+    return rank, m.path.name

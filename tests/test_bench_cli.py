@@ -1,0 +1,63 @@
+"""fmnist-bench's wiring: options reach the settings, errors become one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from benchmarks.cli import main
+
+
+def test_help():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0 and "--quick" in result.output
+
+
+def test_missing_run_dir_is_one_line_exit_2(tmp_path):
+    result = CliRunner().invoke(main, [str(tmp_path / "nope"), "--quick"])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0 and "no such run directory" in result.output
+
+
+def test_no_model_is_one_line_exit_2(tmp_path):
+    result = CliRunner().invoke(main, [str(tmp_path), "--quick"])
+    assert result.exit_code == 2 and result.output.startswith("error: ")
+    assert "no model found" in result.output
+
+
+def test_no_input_at_all_is_a_usage_error():
+    result = CliRunner().invoke(main, ["--quick"])
+    assert result.exit_code == 2 and "RUN_DIR" in result.output
+
+
+def test_quick_run_keras_only(tmp_path, tiny_keras):
+    out = tmp_path / "report"
+    args = [
+        "--keras",
+        str(tiny_keras),
+        "--quick",
+        "--out",
+        str(out),
+        "--no-export",
+        "--runtime",
+        "keras",
+        "--keras-runs",
+        "2",
+        "--warmup",
+        "1",
+        "--cold-start-reps",
+        "0",
+        "--no-litert-tool",
+        "--no-plots",
+        "--max-threads",
+        "1",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "| keras" in result.output and "report:" in result.output
+    data = json.loads((out / "report.json").read_text())
+    assert data["config"]["keras_runs"] == 2 and data["config"]["threads"] == [1]
+    assert data["config"]["quick"] is True and data["data"]["images"] == 1000
+    assert [(r["format"], r["runtime"]) for r in data["results"]] == [("keras", "keras")]
+    assert data["results"][0]["runs"] == 2

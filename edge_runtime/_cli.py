@@ -6,6 +6,7 @@ Only command modules (``*/cli.py``) import this; library code never imports clic
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 import traceback
 from collections.abc import Callable
@@ -45,6 +46,25 @@ runtime_option = click.option(
     show_default=True,
     help="TFLite interpreter package to use.",
 )
+
+
+class _EchoHandler(logging.Handler):
+    """Log records as one line each on whatever sys.stderr is at the time of the call."""
+
+    def __init__(self, prefix: str, level: int):
+        super().__init__(level)
+        self.prefix = prefix
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"{self.prefix}{record.getMessage()}", err=True)
+
+
+def route_logging(name: str, level: int = logging.INFO, prefix: str = "") -> None:
+    """Show the library logger ``name``'s records from ``level`` up on stderr (once)."""
+    logger = logging.getLogger(name)
+    logger.setLevel(min(logger.level or level, level))
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        logger.addHandler(_EchoHandler(prefix, level))
 
 
 def fail(message: str, code: int) -> None:

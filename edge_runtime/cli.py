@@ -15,23 +15,17 @@ from pathlib import Path
 
 import click
 
-from ._cli import debug_option, handle_errors, model_option, runtime_option, threads_option
+from ._cli import (
+    debug_option,
+    handle_errors,
+    model_option,
+    route_logging,
+    runtime_option,
+    threads_option,
+)
 from .errors import UsageError
 
 MODES = ("auto", "raw", "photo")  # preprocess.MODES, repeated to keep numpy out of --help
-
-
-class _EchoHandler(logging.Handler):
-    """Library warnings as ``warning: ...`` on whatever sys.stderr is at the time."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        click.echo(f"warning: {record.getMessage()}", err=True)
-
-
-def _route_warnings() -> None:
-    logger = logging.getLogger("edge_runtime")
-    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
-        logger.addHandler(_EchoHandler(logging.WARNING))
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,14 +84,14 @@ def main(
         raise UsageError("--json and --csv cannot be used together")
     if submission and not Path(submission).resolve().parent.is_dir():
         raise UsageError(f"--submission {submission}: its directory does not exist")
-    _route_warnings()
+    route_logging("edge_runtime", logging.WARNING, "warning: ")
 
     from .batch import classify_inputs
     from .classifier import Classifier
-    from .interpreter import native_stderr_silenced
+    from .nativelog import native_stderr_captured
     from .output import csv_header, csv_line, csv_row, json_line, text_line, write_submission
 
-    quiet = contextlib.nullcontext() if debug else native_stderr_silenced()
+    quiet = contextlib.nullcontext() if debug else native_stderr_captured()
     with quiet:
         clf = Classifier(model, threads=threads, runtime=None if runtime == "auto" else runtime)
     if verbose:

@@ -11,10 +11,6 @@ point all come from the interpreter, never from a file name or a metadata record
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,43 +125,6 @@ def load_runtime(name: str | None = None) -> Runtime:
     return _LOADERS[name]()
 
 
-@contextlib.contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null for the duration: LiteRT's C++ code prints
-    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." there and offers no switch.
-    Python's own sys.stderr keeps reaching the terminal (through a duplicate of the original
-    descriptor), so warnings and errors raised meanwhile are not lost. For command lines only.
-    """
-    try:
-        sys.stderr.flush()
-        python_on_fd2 = sys.stderr.fileno() == 2
-    except (AttributeError, OSError, ValueError):  # e.g. a test runner's in-memory stderr
-        python_on_fd2 = False
-    try:
-        saved = os.dup(2)
-    except OSError:  # no fd 2 at all: nothing to silence
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    original, replacement = sys.stderr, None
-    try:
-        if python_on_fd2:
-            replacement = os.fdopen(
-                os.dup(saved), "w", buffering=1, encoding=original.encoding,
-                errors="backslashreplace",
-            )
-            sys.stderr = replacement
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-        if replacement is not None:
-            sys.stderr = original
-            replacement.close()
-
-
 @dataclass(frozen=True)
 class TensorSpec:
     """One input or output tensor as the interpreter describes it."""
@@ -250,7 +209,9 @@ class TFLiteModel:
         self._sample_shape = self.input.shape[1:]
         # bound once: these three calls are the whole per-image cost besides invoke itself
         self._set, self._invoke_raw, self._get = (
-            self._interp.set_tensor, self._interp.invoke, self._interp.get_tensor
+            self._interp.set_tensor,
+            self._interp.invoke,
+            self._interp.get_tensor,
         )
 
     def _check(self, num_classes: int | None) -> None:

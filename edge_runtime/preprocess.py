@@ -42,7 +42,7 @@ _ORIENTATION = {
     8: Image.Transpose.ROTATE_90,
 }
 # ImageMagick's "-sharpen 1x1" (a 3x3 Gaussian, sigma 1) reduces to x + 0.83 * (x - blur(x)).
-_G = np.exp(-np.array([1.0, 0.0, 1.0]) ** 2 / 2.0)
+_G = np.exp(-(np.array([1.0, 0.0, 1.0]) ** 2) / 2.0)
 _BLUR = np.outer(_G, _G) / np.outer(_G, _G).sum()
 _SHARPEN_AMOUNT = np.outer(_G, _G).sum() / (np.outer(_G, _G).sum() + 1.0)
 
@@ -203,9 +203,7 @@ def _trim(arr: np.ndarray) -> np.ndarray:
 def _sharpen(x: np.ndarray) -> np.ndarray:
     padded = np.pad(x, 1, mode="edge")
     h, w = x.shape
-    blur = sum(
-        _BLUR[i, j] * padded[i : i + h, j : j + w] for i in range(3) for j in range(3)
-    )
+    blur = sum(_BLUR[i, j] * padded[i : i + h, j : j + w] for i in range(3) for j in range(3))
     return x + _SHARPEN_AMOUNT * (x - blur)
 
 

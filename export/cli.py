@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from edge_runtime._cli import (
     seed_option,
     threads_option,
 )
+from edge_runtime.nativelog import native_stderr_captured
 
 from .config import INT8_IO, MODES, ExportConfig
 
@@ -76,7 +78,8 @@ def main(source: Path, modes: tuple[str, ...], debug: bool, **options) -> None:
     from .exporter import export
 
     cfg = ExportConfig(source=source, modes=modes, **options)
-    export(cfg, report=lambda result: click.echo(result.line()))
+    with contextlib.nullcontext() if debug else native_stderr_captured():  # TF's C++ notices
+        export(cfg, report=lambda result: click.echo(result.line()))
 
 
 if __name__ == "__main__":

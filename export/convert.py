@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from edge_runtime.labels import IMAGE_SHAPE, NUM_CLASSES
+from edge_runtime.nativelog import native_stderr_captured
 
 # The models take pixel / 255 (train/models.py); the runtime repeats it from the metadata.
 PIXEL_SCALE = 1.0 / 255.0
@@ -27,27 +24,6 @@ NORMALIZATION = {
     "offset": 0.0,
     "formula": "x = pixel * scale + offset (pixel / 255)",
 }
-
-
-@contextlib.contextmanager
-def native_logs_hidden() -> Iterator[None]:
-    """Hide what TensorFlow's C++ side writes straight to file descriptor 2 (oneDNN and CUDA
-    notices at import, the converter's quantizer summary), so a command's stderr stays one
-    line; replay it if the block fails, where it may explain why."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as log:
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            log.seek(0)
-            sys.stderr.write(log.read().decode("utf-8", "replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def to_model_input(images: np.ndarray) -> np.ndarray:
@@ -90,7 +66,7 @@ def convert(
     per-channel weights, the converter's default), calibrated on ``calibration``, (N, 28, 28)
     uint8 images, with ``int8_io`` input and output tensors (int8, uint8 or float32).
     """
-    with native_logs_hidden():
+    with native_stderr_captured():
         import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -121,7 +97,7 @@ def convert(
     # Keras prints its SavedModel signature and TF warns about input statistics it never
     # needs (our input range comes from calibration): neither helps the user.
     with (
-        native_logs_hidden(),
+        native_stderr_captured(),
         contextlib.redirect_stdout(io.StringIO()),
         warnings.catch_warnings(),
     ):

@@ -22,9 +22,10 @@ from edge_runtime.errors import ModelError, QualityError, UsageError
 from edge_runtime.fileio import atomic_path, atomic_write_bytes
 from edge_runtime.labels import IMAGE_SHAPE, NUM_CLASSES
 from edge_runtime.metadata import write_metadata
+from edge_runtime.nativelog import native_stderr_captured
 
 from .config import SPLIT_SEED, VAL_FRACTION, ExportConfig, variant_name
-from .convert import calibration_indices, convert, io_quantization, native_logs_hidden
+from .convert import calibration_indices, convert, io_quantization
 from .record import base_record, mode_record, validation_record
 from .validate import Validation, compare, keras_proba, tflite_proba
 
@@ -94,7 +95,7 @@ def resolve_source(source: Path) -> tuple[Path, dict[str, Any] | None]:
 
 def load_keras(path: Path) -> Any:
     """The Keras model in ``path``, or ModelError saying in one line why not."""
-    with native_logs_hidden():
+    with native_stderr_captured():
         import keras
 
         try:

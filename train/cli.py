@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
 
 import click
 
-from edge_runtime._cli import data_dir_option, debug_option, handle_errors, seed_option
+from edge_runtime._cli import (
+    data_dir_option,
+    debug_option,
+    handle_errors,
+    route_logging,
+    seed_option,
+)
+from edge_runtime.nativelog import native_stderr_captured
 
 
 def _default_out(arch: str) -> Path:
@@ -43,7 +51,7 @@ def _default_out(arch: str) -> Path:
 @handle_errors
 def main(list_archs: bool, debug: bool, out: Path | None, **options) -> None:
     """Train a residual CNN on Fashion-MNIST (the notebook's recipe by default)."""
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    route_logging("fmnist.train", logging.INFO)
     if list_archs:
         from .archs import ARCHS
         from .models import build_model, describe
@@ -64,9 +72,10 @@ def main(list_archs: bool, debug: bool, out: Path | None, **options) -> None:
     if options["resume"] and out is None:
         raise UsageError("--resume needs --out, the run directory to continue")
     cfg = TrainConfig(out=out or _default_out(options["arch"]), **options)
-    from .trainer import train
+    with contextlib.nullcontext() if debug else native_stderr_captured():  # TF's C++ notices
+        from .trainer import train
 
-    metrics = train(cfg)
+        metrics = train(cfg)
     click.echo(
         f"{cfg.out}: test accuracy {metrics['test_accuracy']:.4f} "
         f"(val {metrics['val_accuracy']:.4f}, best epoch {metrics['best_epoch']})"

@@ -1,0 +1,58 @@
+"""Keep C++ chatter off a command's stderr.
+
+TensorFlow and LiteRT print straight to file descriptor 2 ("INFO: Created TensorFlow Lite
+XNNPACK delegate for CPU.", oneDNN and CUDA notices, the quantizer's summary) and offer no
+switch. A command's error output should stay one line, so commands run their work inside
+``native_stderr_captured``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def native_stderr_captured() -> Iterator[None]:
+    """Send descriptor 2 to a temporary file for the duration, and replay what it caught if
+    the block raises (it may explain why). Python's own ``sys.stderr`` keeps reaching the
+    terminal through a duplicate of the original descriptor, so warnings and errors written
+    meanwhile are not lost."""
+    try:
+        sys.stderr.flush()
+        python_on_fd2 = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # e.g. a test runner's in-memory stderr
+        python_on_fd2 = False
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 at all: nothing to capture
+        yield
+        return
+    original, replacement = sys.stderr, None
+    with tempfile.TemporaryFile() as log:
+        try:
+            if python_on_fd2:
+                replacement = os.fdopen(
+                    os.dup(saved),
+                    "w",
+                    buffering=1,
+                    encoding=original.encoding,
+                    errors="backslashreplace",
+                )
+                sys.stderr = replacement
+            os.dup2(log.fileno(), 2)
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            log.seek(0)
+            (replacement or original).write(log.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if replacement is not None:
+                sys.stderr = original
+                replacement.close()

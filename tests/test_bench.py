@@ -301,3 +301,27 @@ def test_device_mode_never_imports_tensorflow(tmp_path, tflites):
     assert {r["runtime"] for r in data["results"]} == {"ai-edge-litert"}
     assert data["reference"] == "float32" and "keras" not in data["accuracy"]
     assert any("device mode" in n for n in data["notes"])
+
+
+def test_results_table_lays_out_the_reports(bench_run, tmp_path):
+    """docs/results.md's generator: one row per format, numbers taken from report.json."""
+    from click.testing import CliRunner
+
+    from benchmarks import results
+
+    _, rep = bench_run
+    data = rep.data
+    md = results.results_markdown([("tiny", data), ("tiny again", data)])
+    lines = [ln for ln in md.splitlines() if ln.startswith("| tiny")]
+    assert len(lines) == 2 * 4  # Keras, float32, float16, int8 for each report
+    int8 = next(r for r in data["results"] if r["format"] == "int8" and r["threads"] == 1)
+    row = next(ln for ln in lines if "| int8" in ln)
+    assert f"{100 * int8['accuracy']:.2f}%" in row and f"{int8['p50_ms']:.3f}" in row
+
+    out = tmp_path / "results.md"
+    cli = CliRunner().invoke(results.main, [f"tiny={rep.json_path.parent}", "--out", str(out)])
+    assert cli.exit_code == 0 and out.read_text().count("| tiny") == 4
+    bad = CliRunner().invoke(results.main, ["tiny"])
+    assert bad.exit_code == 2 and "NAME=REPORT_DIR" in bad.output
+    missing = CliRunner().invoke(results.main, [f"x={tmp_path / 'nowhere'}"])
+    assert missing.exit_code == 1 and "no such report" in missing.output

@@ -1,0 +1,137 @@
+"""docs/results.md: one table over several fmnist-bench reports, one row per model and format.
+
+    python -m benchmarks.results edge-m=runs/edge-m-v1/bench miniresnet=runs/mini/bench \
+        --out docs/results.md
+
+Each report is one fmnist-bench run of one model; this module only lays their report.json
+numbers side by side (accuracy, int8 drop, size, MACs, latency p50 at 1 and 2 threads on
+ai-edge-litert, cold start), so the published table never holds a hand-copied number.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edge_runtime._cli import debug_option, handle_errors
+from edge_runtime.errors import FmnistError, UsageError
+from edge_runtime.fileio import atomic_write_text
+
+from .markdown import _count, _f, _pct, _size, table
+
+RUNTIME = "ai-edge-litert"  # the Pi's runtime: its latency is the one published
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    """report.json of a report folder (or the file itself)."""
+    file = path / "report.json" if path.is_dir() else path
+    try:
+        data = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise FmnistError(f"{file}: no such report (run fmnist-bench first)") from None
+    except (OSError, ValueError) as exc:
+        raise FmnistError(f"{file}: not a readable fmnist-bench report ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        raise FmnistError(f"{file}: not an fmnist-bench report (no 'results' list)")
+    return data
+
+
+def _p50(rows: list[dict], fmt: str, runtime: str, threads: int) -> float | None:
+    for r in rows:
+        if (r["format"], r["runtime"], r["threads"]) == (fmt, runtime, threads):
+            return r["p50_ms"]
+    return None
+
+
+def model_rows(name: str, data: dict[str, Any]) -> list[list[str]]:
+    """One table row per format of one report: Keras first, then each .tflite."""
+    rows, formats = data["results"], []
+    for r in rows:
+        if r["format"] not in formats:
+            formats.append(r["format"])
+    cold = {c["format"]: c for c in data.get("cold_start", {}).get("runs", [])}
+    out = []
+    for fmt in formats:
+        first = next(r for r in rows if r["format"] == fmt)
+        runtime = "keras" if fmt == "keras" else RUNTIME
+        c = cold.get(fmt, {})
+        out.append(
+            [
+                name,
+                "Keras float32" if fmt == "keras" else fmt,
+                _pct(first["accuracy"]),
+                "-" if fmt == "keras" else _f(first["drop_pp"], "+.2f"),
+                _size(first["size_bytes"]),
+                _count(first.get("macs")),
+                _f(_p50(rows, fmt, runtime, 1), ".3f"),
+                _f(_p50(rows, fmt, runtime, 2), ".3f"),
+                _f(c.get("seconds_median"), ".2f"),
+                _f(c.get("max_rss_mib_median"), ".0f"),
+            ]
+        )
+    return out
+
+
+HEADERS = [
+    "model",
+    "format",
+    "test acc.",
+    "drop pp",
+    "size",
+    "MACs",
+    "p50 ms, 1 thread",
+    "p50 ms, 2 threads",
+    "cold start s",
+    "peak RSS MiB",
+]
+
+
+def results_markdown(reports: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """The results table, then per report the machine and the source it measured."""
+    body = [row for name, data in reports for row in model_rows(name, data)]
+    lines = [table(HEADERS, body), ""]
+    for name, data in reports:
+        m = data.get("machine", {})
+        lines.append(
+            f"- {name}: {data.get('source')}, {data.get('data', {}).get('subset')}; "
+            f"{m.get('cpu_model', m.get('cpu', '?'))}, {m.get('cores', '?')} cores, "
+            f"load {m.get('load_average_at_start', '?')} at start; {data.get('created')}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def parse_spec(spec: str) -> tuple[str, Path]:
+    name, sep, path = spec.partition("=")
+    if not sep or not name or not path:
+        raise UsageError(f"{spec!r}: expected NAME=REPORT_DIR (e.g. edge-m=runs/edge-m/bench)")
+    return name, Path(path)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("reports", nargs=-1, required=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the table here (default: print it).",
+)
+@debug_option
+@handle_errors
+def main(reports: tuple[str, ...], out: Path | None, debug: bool) -> None:
+    """Lay out fmnist-bench reports, NAME=REPORT_DIR each, as one results table."""
+    loaded = [(name, load_report(path)) for name, path in map(parse_spec, reports)]
+    text = results_markdown(loaded)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_text(out, text)
+        click.echo(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main(prog_name="python -m benchmarks.results")

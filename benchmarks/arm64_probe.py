@@ -2,7 +2,8 @@
 through the Python API (labels and the raw int8 output tensors), and the comparisons.
 
 It runs inside the arm64 rootfs as well as on the host, so it imports only the standard library,
-numpy, Pillow and edge_runtime, and blocks TensorFlow outright:
+numpy, Pillow and edge_runtime; run as a script it blocks TensorFlow outright (only then: a
+process that imports this module, such as the test suite, keeps its TensorFlow):
 
     python -m benchmarks.arm64_probe images OUT_DIR [--count 256] [--photos 8]
     python -m benchmarks.arm64_probe classify IMAGE_DIR OUT.json [--model M] [--runtime R]
@@ -20,8 +21,6 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-sys.modules.setdefault("tensorflow", None)  # type: ignore[arg-type]  # any import of it fails
 
 IMAGE_DIRS = ("raw", "photo")  # relative to the image directory; fmnist-infer is given these
 # aarch64 AT_HWCAP bits: they show which CPU QEMU emulates (cortex-a72: none of these;
@@ -327,4 +326,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("tensorflow", None)  # type: ignore[arg-type]  # any import of it fails
     sys.exit(main())

@@ -5,7 +5,9 @@
 
 Each report is one fmnist-bench run of one model; this module only lays their report.json
 numbers side by side (accuracy, int8 drop, size, MACs, latency p50 at 1 and 2 threads on
-ai-edge-litert, cold start), so the published table never holds a hand-copied number.
+ai-edge-litert, cold start), so the published table never holds a hand-copied number. When
+--out already holds the markers below, only the text between them is replaced, so the prose
+around the table stays as written.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from edge_runtime.fileio import atomic_write_text
 from .markdown import _count, _f, _pct, _size, table
 
 RUNTIME = "ai-edge-litert"  # the Pi's runtime: its latency is the one published
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 def load_report(path: Path) -> dict[str, Any]:
@@ -105,6 +108,15 @@ def results_markdown(reports: Sequence[tuple[str, dict[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def splice(document: str, table_md: str) -> str:
+    """``document`` with the text between BEGIN and END replaced by ``table_md``; the table
+    alone when the document has no markers."""
+    start, end = document.find(BEGIN), document.find(END)
+    if start < 0 or end < start:
+        return table_md
+    return f"{document[: start + len(BEGIN)]}\n{table_md}{document[end:]}"
+
+
 def parse_spec(spec: str) -> tuple[str, Path]:
     name, sep, path = spec.partition("=")
     if not sep or not name or not path:
@@ -129,7 +141,7 @@ def main(reports: tuple[str, ...], out: Path | None, debug: bool) -> None:
     if out is None:
         sys.stdout.write(text)
     else:
-        atomic_write_text(out, text)
+        atomic_write_text(out, splice(out.read_text() if out.is_file() else "", text))
         click.echo(f"wrote {out}")
 
 

@@ -325,3 +325,12 @@ def test_results_table_lays_out_the_reports(bench_run, tmp_path):
     assert bad.exit_code == 2 and "NAME=REPORT_DIR" in bad.output
     missing = CliRunner().invoke(results.main, [f"x={tmp_path / 'nowhere'}"])
     assert missing.exit_code == 1 and "no such report" in missing.output
+
+
+def test_results_splice_keeps_the_prose_around_the_markers():
+    from benchmarks.results import BEGIN, END, splice
+
+    doc = f"# Results\nintro\n{BEGIN}\nold table\n{END}\noutro\n"
+    new = splice(doc, "| new |\n")
+    assert new == f"# Results\nintro\n{BEGIN}\n| new |\n{END}\noutro\n"
+    assert splice("no markers here", "| t |\n") == "| t |\n"

@@ -87,18 +87,6 @@ def _hwcap() -> dict[str, bool] | None:
     return {name: bool(value >> bit & 1) for name, bit in HWCAP_BITS.items()}
 
 
-def _cpu_model() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return "unknown"
-    for key in ("Model", "model name", "CPU part"):
-        for line in lines:
-            if line.split(":")[0].strip() == key:
-                return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
 def classify(image_dir: Path, model: str | None, runtime: str | None) -> dict[str, Any]:
     """Classify every image under ``image_dir`` with edge_runtime's Python API.
 
@@ -109,6 +97,7 @@ def classify(image_dir: Path, model: str | None, runtime: str | None) -> dict[st
     import numpy as np
     import PIL
 
+    from benchmarks.machine import cpu_model
     from edge_runtime import Classifier
     from edge_runtime.classifier import read_model_bytes
     from edge_runtime.preprocess import to_array
@@ -128,7 +117,7 @@ def classify(image_dir: Path, model: str | None, runtime: str | None) -> dict[st
     logits, logits_scale = softmax_inputs(clf, read_model_bytes(model)[0], pixels, raw)
     return {
         "machine": platform.machine(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "hwcap": _hwcap(),
         "python": platform.python_version(),
         "numpy": np.__version__,

@@ -53,6 +53,7 @@ def cpu_model(cpuinfo: str | None = None, board: str | None = None) -> str:
         except OSError:
             board = ""
     info = parse_cpuinfo(cpuinfo)
+    board = board or info.get("Model", "")  # a Pi's cpuinfo names the board too
     name = info.get("model name") or info.get("Processor") or info.get("cpu model") or ""
     if board:
         # a Pi: the board says more than "ARMv7 Processor rev 3 (v7l)"

@@ -109,6 +109,8 @@ def test_cpu_model_on_x86_and_on_a_pi():
     pi = "processor\t: 0\nBogoMIPS\t: 108.00\nCPU implementer\t: 0x41\nCPU part\t: 0xd08\n"
     assert machine.cpu_model(pi, board="Raspberry Pi 4 Model B Rev 1.4").startswith("Raspberry")
     assert "0xd08" in machine.cpu_model(pi, board="")
+    pi_os = pi + "Revision\t: c03115\nModel\t\t: Raspberry Pi 4 Model B Rev 1.5\n"
+    assert machine.cpu_model(pi_os, board="") == "Raspberry Pi 4 Model B Rev 1.5"
     info = machine.machine_info()
     assert {"cpu", "cores", "os", "python", "versions"} <= set(info)
     assert info["versions"]["tflite-runtime"] is None  # not installed here

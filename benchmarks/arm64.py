@@ -8,10 +8,11 @@ and fmnist-edge built from this checkout, installed by the guest's pip into one 
 (no TensorFlow anywhere); 3. for each runtime, ``fmnist-infer --json`` and the Python API
 (arm64_probe.py) on 200+ official test images and a few photo-mode JPEGs; 4. the same on the
 host with ai-edge-litert. Every label must agree, and fmnist-infer must print what the API
-returns. ai-edge-litert's int8 logits (the input of the final softmax) must be bit-identical;
-tflite-runtime 2.14's (numpy < 2) within 1 LSB (TFLite's kernels, not XNNPACK). The int8
-softmax outputs must stay within what that implies (arm64_probe.softmax_bound): TFLite's int8
-softmax kernel has its own NEON path and rounds differently from x86 in rare cases.
+returns. ai-edge-litert's int8 output tensors, the logits (fmnist-export leaves the softmax to
+the runtime), must be bit-identical; tflite-runtime 2.14's (numpy < 2) within 1 LSB (TFLite's
+kernels, not XNNPACK). A model exported with --keep-softmax is held to the same on its
+logits, and its int8 softmax outputs to what that implies (arm64_probe.softmax_bound): TFLite's
+int8 softmax kernel has its own NEON path and rounds differently from x86 in rare cases.
 
 Emulated timings say nothing about a Pi's speed; only the phases' wall times are reported.
 """
@@ -267,8 +268,8 @@ def _compare(rt: str, ref: dict, cli: dict, api: dict) -> list[probe.Agreement]:
     the same runtime on the host."""
     found = [probe.compare_cli(f"{rt}: fmnist-infer = API (Pi)", cli, api)]
     lsb = LOGITS_LSB[rt]
-    if ref["logits"] is None:  # no final softmax: the output is the logits
-        out = probe.compare_tensors(f"{rt}: int8 outputs", ref, api, "outputs", lsb, lsb)
+    if ref.get("output_values") == "logits":  # the default export: the output is the logits
+        out = probe.compare_tensors(f"{rt}: int8 logits (the output)", ref, api, "logits", lsb, lsb)
         return [*found, out]
     bound = probe.softmax_bound(lsb, ref["logits_scale"], ref["output_scale"])
     return [

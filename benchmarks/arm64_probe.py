@@ -90,10 +90,9 @@ def _hwcap() -> dict[str, bool] | None:
 def classify(image_dir: Path, model: str | None, runtime: str | None) -> dict[str, Any]:
     """Classify every image under ``image_dir`` with edge_runtime's Python API.
 
-    Returns the labels and scores from ``predict_batch``, the raw output tensor per image and,
-    for a model ending in SOFTMAX, that op's raw input (the logits; see ``softmax_inputs``).
-    The raw outputs are recovered from ``predict_proba``: for a quantized output it returns
-    ``(q - zero_point) * scale`` in float32, which is exact to invert (and checked)."""
+    Returns the labels and scores from ``predict_batch``, the raw output tensor per image
+    (``Classifier.output_tensor``: int8 logits for a default export) and, for a model exported
+    with --keep-softmax, the final SOFTMAX op's raw input (see ``softmax_inputs``)."""
     import numpy as np
     import PIL
 
@@ -107,14 +106,14 @@ def classify(image_dir: Path, model: str | None, runtime: str | None) -> dict[st
     files = [image_dir / p for p in paths]
     preds = clf.predict_batch(files, mode="auto", top_k=1)
     pixels = np.stack([to_array(f, "auto") for f in files])  # (N, 28, 28) uint8
-    proba = clf.predict_proba(pixels)
     out = clf.model.output
     if not out.quantized:
         raise ValueError(f"{clf.name}: {out.dtype} output; the check compares quantized outputs")
-    raw = (np.rint(proba.astype(np.float64) / out.scale) + out.zero_point).astype(out.dtype)
-    if not np.array_equal(out.dequantize(raw), proba):
-        raise RuntimeError("predict_proba is not (q - zero_point) * scale: cannot recover q")
-    logits, logits_scale = softmax_inputs(clf, read_model_bytes(model)[0], pixels, raw)
+    raw = clf.output_tensor(pixels)
+    if clf.output_values == "logits":  # the default export: the output is the logits
+        logits, logits_scale = raw, out.scale
+    else:
+        logits, logits_scale = softmax_inputs(clf, read_model_bytes(model)[0], pixels, raw)
     return {
         "machine": platform.machine(),
         "cpu": cpu_model(),
@@ -125,6 +124,7 @@ def classify(image_dir: Path, model: str | None, runtime: str | None) -> dict[st
         "runtime": clf.runtime,
         "model": clf.name,
         "output_dtype": out.dtype.name,
+        "output_values": clf.output_values,
         "output_scale": out.scale,
         "logits_scale": logits_scale,
         "tensorflow_importable": _tensorflow_importable(),

@@ -5,8 +5,9 @@
     clf.predict_proba(images)               # (N, 28, 28) uint8 -> (N, 10) float32
 
 Input handling comes from the model: dtype, scale and zero point from the interpreter's tensor
-details; class names and normalization from the file's fmnist_edge metadata record (CLASS_NAMES
-and pixel / 255 when a file has none, with a warning).
+details; class names, normalization and what the output holds (logits or probabilities) from the
+file's fmnist_edge metadata record (CLASS_NAMES, pixel / 255 and probabilities when a file has
+none, with a warning). For logits the softmax is applied here, in float.
 """
 
 from __future__ import annotations
@@ -98,12 +99,35 @@ def _table_kind(lut: np.ndarray) -> str:
     return "table"
 
 
-def _output_table(spec: TensorSpec) -> np.ndarray | None:
-    """For an 8-bit quantized output, its 256 codes dequantized, indexed by the code's bits."""
+def _output_values(meta: dict[str, Any] | None, name: str) -> str:
+    """What the output tensor holds: "logits" (the runtime applies softmax), "probabilities"
+    or "scores" (both passed through). Files without metadata are taken as probabilities."""
+    values = ((meta or {}).get("output") or {}).get("values", "probabilities")
+    if values not in ("logits", "probabilities", "scores"):
+        raise ModelError(f"{name}: metadata output values {values!r} are not understood")
+    return values
+
+
+def _output_table(spec: TensorSpec, logits: bool) -> np.ndarray | None:
+    """For an 8-bit quantized output, a value per code, indexed by the code's bits: the code
+    dequantized, or for logits exp(logit - the largest logit the tensor can hold).
+    Softmax is shift-invariant, so a row of these divided by its sum is the probabilities.
+    None for float outputs, and for logits whose range could underflow exp."""
     if spec.dtype not in (np.int8, np.uint8):
         return None
-    codes = np.arange(256, dtype=np.uint8).view(spec.dtype)
-    return spec.dequantize(codes)
+    values = spec.dequantize(np.arange(256, dtype=np.uint8).view(spec.dtype)).astype(np.float64)
+    if not logits:
+        return values.astype(np.float32)
+    spread = values.max() - values.min()
+    if spread > 700:  # exp(-700) is still > 0 in float64
+        return None
+    table = np.exp(values - values.max())
+    return table.astype(np.float32) if spread < 80 else table  # float32: down to exp(-87)
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
 class Classifier:
@@ -133,7 +157,9 @@ class Classifier:
         # folded into one 256-entry table, so a batch is prepared by a single lookup.
         self._lut = self.model.input.quantize(np.arange(256) * scale + offset)
         self._lut_kind = _table_kind(self._lut)
-        self._out_lut = _output_table(self.model.output)
+        self.output_values = _output_values(self.metadata, self.name)
+        self._logits = self.output_values == "logits"
+        self._out_lut = _output_table(self.model.output, self._logits)
         if self.metadata is None:  # said once the model itself has been accepted
             log.warning(
                 "%s has no fmnist_edge metadata: assuming Fashion-MNIST class names and "
@@ -159,12 +185,15 @@ class Classifier:
     def _proba(self, x: np.ndarray) -> np.ndarray:
         """(N, 28, 28) uint8, already checked -> (N, classes) float32."""
         out = self.model.run(self._input(x))
-        if self._out_lut is not None:  # int8 / uint8: one lookup instead of (q - zp) * scale
-            return self._out_lut[out.view(np.uint8)]
-        return self.model.output.dequantize(out)
+        if self._out_lut is None:
+            values = self.model.output.dequantize(out)
+            return _softmax(values) if self._logits else values
+        values = self._out_lut[out.view(np.uint8)]  # one lookup instead of (q - zp) * scale
+        if self._logits:  # the table already holds exp(logit - max)
+            return (values / values.sum(axis=1, keepdims=True)).astype(np.float32, copy=False)
+        return values
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """(N, 28, 28[, 1]) uint8 raw pixels -> (N, classes) float32 probabilities."""
+    def _pixels(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if x.dtype != np.uint8:
             raise TypeError(f"predict_proba needs uint8 pixels, got {x.dtype}")
@@ -172,6 +201,21 @@ class Classifier:
             x = x[None]
         if x.shape[1:3] != (SIDE, SIDE) or x.shape[3:] not in ((), (1,)):
             raise ValueError(f"predict_proba needs (N, 28, 28[, 1]) images, got {x.shape}")
+        return x
+
+    def output_tensor(self, x: np.ndarray) -> np.ndarray:
+        """(N, 28, 28[, 1]) uint8 raw pixels -> the model's output tensor as the interpreter
+        returns it (for the bundled model: int8 logits), before any dequantization or softmax.
+        What to compare, bit for bit, between two machines."""
+        x = self._pixels(x)
+        if len(x) == 0:
+            return np.zeros((0, len(self.class_names)), dtype=self.model.output.dtype)
+        return self.model.run(self._input(x)).copy()
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """(N, 28, 28[, 1]) uint8 raw pixels -> (N, classes) float32 probabilities (the
+        softmax of the logits, for a file that outputs logits)."""
+        x = self._pixels(x)
         if len(x) == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
         return self._proba(x)

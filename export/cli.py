@@ -39,6 +39,12 @@ from .config import INT8_IO, MODES, ExportConfig
     help="Input/output tensor dtype of the int8 model.",
 )
 @click.option(
+    "--keep-softmax",
+    is_flag=True,
+    help="Keep the final softmax inside the .tflite. By default the file outputs the logits "
+    "and the runtime applies softmax: exact on every CPU and finer than int8 probabilities.",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=None,

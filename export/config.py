@@ -43,6 +43,7 @@ class ExportConfig:
     source: Path  # a run directory (its model.keras is exported) or a .keras file
     modes: tuple[str, ...] = ("int8",)  # conversions to run, each a member of MODES
     int8_io: str = "int8"  # dtype of the int8 model's input/output tensors: int8, uint8, float32
+    keep_softmax: bool = False  # keep the final softmax in the file (default: output the logits)
     out: Path | None = None  # a .tflite file (one mode only) or a folder; None: beside the model
     calibration_samples: int = 500  # representative images, stratified by class, train part
     validate_samples: int | None = None  # validation images to score; None: all 12,000

@@ -53,6 +53,36 @@ def calibration_indices(labels: np.ndarray, pool: np.ndarray, n: int, seed: int)
     return out
 
 
+def without_softmax(model: Any) -> Any | None:
+    """The same network ending at its logits, sharing the weights, or None when ``model`` does
+    not end in a softmax: a Softmax layer, an Activation("softmax") layer (train/models.py), or
+    a Dense layer with a softmax activation (the usual Sequential classifier).
+
+    Why export the logits: TFLite's int8 SOFTMAX is not an XNNPACK op. Its own kernel has
+    separate NEON and x86 paths that round differently in rare cases, so an int8 probability
+    can be 1 LSB apart on a Pi. The layers before it are bit-identical across CPUs, and the
+    softmax of ten numbers costs the runtime microseconds in numpy, at float precision."""
+    with native_stderr_captured():
+        import keras
+
+    last = model.layers[-1] if model.layers else None
+    softmax = keras.activations.softmax
+    if isinstance(last, keras.layers.Softmax) or (
+        isinstance(last, keras.layers.Activation) and last.activation is softmax
+    ):
+        logits = last.input
+    elif isinstance(last, keras.layers.Dense) and last.activation is softmax:
+        head = keras.layers.Dense.from_config({**last.get_config(), "activation": "linear"})
+        logits = head(last.input)
+        head.set_weights(last.get_weights())
+    else:
+        return None
+    if logits.dtype != "float32":  # a mixed-precision model: its softmax was the float32 cast
+        logits = keras.layers.Activation("linear", dtype="float32", name="logits_f32")(logits)
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # as it was built
+    return keras.Model(inputs, logits, name=model.name)
+
+
 def convert(
     model: Any,
     mode: str,

@@ -25,7 +25,7 @@ from edge_runtime.metadata import write_metadata
 from edge_runtime.nativelog import native_stderr_captured
 
 from .config import SPLIT_SEED, VAL_FRACTION, ExportConfig, variant_name
-from .convert import calibration_indices, convert, io_quantization
+from .convert import calibration_indices, convert, io_quantization, without_softmax
 from .record import base_record, mode_record, validation_record
 from .validate import Validation, compare, keras_proba, tflite_proba
 
@@ -179,6 +179,7 @@ def export(
     _prepare_targets(targets, cfg.force)  # before minutes of work, not after
     model = load_keras(model_path)
     check_classifier(model, model_path)
+    logits_model = None if cfg.keep_softmax else without_softmax(model)
 
     split = load_split("train", cfg.data_dir)
     train_idx, val_idx = train_val_split(len(split.labels), VAL_FRACTION, SPLIT_SEED)
@@ -195,10 +196,13 @@ def export(
 
     data_sha = {**((metrics or {}).get("data") or {}).get("sha256", {}), **split.sha256}
     arch = str((metrics or {}).get("arch") or getattr(model, "name", None) or model_path.stem)
-    base = base_record(cfg, model_path, metrics, arch, data_sha, holdout.float_proba)
+    base = base_record(
+        cfg, model_path, metrics, arch, data_sha, holdout.float_proba, logits_model is not None
+    )
     results, rejected = [], []
     for mode in cfg.modes:
-        result = _export_one(cfg, mode, model, calibration, base, targets[mode], holdout)
+        net = model if logits_model is None else logits_model  # validated against ``model``
+        result = _export_one(cfg, mode, net, calibration, base, targets[mode], holdout)
         results.append(result)
         if not result.passed:
             rejected.append(result)

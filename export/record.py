@@ -62,9 +62,14 @@ def base_record(
     arch: str,
     data_sha256: dict[str, str],
     float_proba: np.ndarray,
+    logits: bool = False,
 ) -> dict[str, Any]:
-    """Everything in the record that is the same for every mode."""
+    """Everything in the record that is the same for every mode. ``logits``: the file outputs
+    the logits of a model whose final softmax was left out (the runtime applies it). A model
+    that never had a softmax and does not output probabilities is taken to output logits too
+    (trained with ``from_logits=True``)."""
     softmax = bool(np.all(float_proba >= 0) and np.allclose(float_proba.sum(axis=1), 1, atol=1e-3))
+    values = "probabilities" if softmax and not logits else "logits"
     return {
         "class_names": list(CLASS_NAMES),
         "input": {
@@ -75,7 +80,7 @@ def base_record(
         },
         "output": {
             "shape": [1, NUM_CLASSES],
-            "values": "probabilities" if softmax else "scores",  # in class_names order
+            "values": values,  # in class_names order; "logits": apply softmax to get probabilities
         },
         "normalization": dict(NORMALIZATION),
         "provenance": {

@@ -55,7 +55,8 @@ def tiny_keras(tmp_path_factory, fmnist_train):
 def tiny_tflite(tmp_path_factory, tiny_keras):
     """The tiny model exported by export.export, with metadata, validated on 200 images.
     Returns {key: path}; keys: float32, float16, int8 (int8 I/O), uint8 (int8 model with uint8
-    I/O), int8-float-io (int8 model with float32 I/O)."""
+    I/O), int8-float-io (int8 model with float32 I/O): all output logits, the default; and
+    int8-softmax (int8, exported with --keep-softmax: int8 probabilities)."""
     from export.config import ExportConfig
     from export.exporter import export
 
@@ -67,4 +68,7 @@ def tiny_tflite(tmp_path_factory, tiny_keras):
     for key, io in (("uint8", "uint8"), ("int8-float-io", "float32")):
         (result,) = export(ExportConfig(modes=("int8",), int8_io=io, **common))
         paths[key] = result.path
+    softmax = {**common, "out": out / "int8-softmax.tflite"}
+    (result,) = export(ExportConfig(modes=("int8",), keep_softmax=True, **softmax))
+    paths["int8-softmax"] = result.path
     return paths

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 from benchmarks import arm64, arm64_probe, arm64_rootfs
@@ -182,3 +183,29 @@ def test_cli_rejects_an_unknown_cpu():
 
     result = CliRunner().invoke(main, ["--cpu", "pi3"])
     assert result.exit_code == 2 and "pi3" in result.output
+
+
+@pytest.mark.parametrize("key", ["int8", "int8-softmax"])
+def test_probe_classifies_on_the_host_and_compares_like_with_like(tmp_path, tiny_tflite, key):
+    """The probe's host run on real test images: the default export's output tensor is the
+    logits, compared directly; a --keep-softmax file's logits are read from inside the graph."""
+    from benchmarks.arm64 import _compare
+
+    assert arm64_probe.write_images(tmp_path, count=12, photos=2) == 14
+    run = arm64_probe.classify(tmp_path, str(tiny_tflite[key]), "ai-edge-litert")
+    assert len(run["paths"]) == len(run["outputs"]) == len(run["logits"]) == 14
+    assert run["output_dtype"] == "int8" and run["tensorflow_importable"] is True
+    if key == "int8":
+        assert run["output_values"] == "logits" and run["logits"] == run["outputs"]
+    else:
+        assert run["output_values"] == "probabilities" and run["logits"] != run["outputs"]
+        assert run["logits_scale"] > 0
+    logits = np.asarray(run["logits"])
+    assert run["indices"] == logits.argmax(axis=1).tolist()  # labels follow the logits
+    cli = {p: {"label": lab, "score": round(s, 6)} for p, lab, s in
+           zip(run["paths"], run["labels"], run["scores"], strict=True)}
+    found = _compare("ai-edge-litert", run, cli, run)
+    assert all(a.ok for a in found)
+    assert [a.name.split(": ", 1)[1] for a in found[1:]] == (
+        ["int8 logits (the output)"] if key == "int8" else ["int8 logits", "int8 softmax outputs"]
+    )

@@ -23,8 +23,9 @@ from edge_runtime.interpreter import RUNTIMES, TensorSpec, TFLiteModel, load_run
 from edge_runtime.labels import CLASS_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
-KINDS = ("float32", "float16", "int8", "uint8", "int8-float-io")
+KINDS = ("float32", "float16", "int8", "uint8", "int8-float-io", "int8-softmax")
 IO_DTYPE = {
+    "int8-softmax": "int8",  # int8 probabilities out (--keep-softmax); the others: logits
     "float32": "float32",
     "float16": "float32",  # float16 weights, float32 I/O
     "int8": "int8",
@@ -88,10 +89,32 @@ def test_io_contract_read_from_the_model(classifiers, kind):
     pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
     fast = clf._input(pixels)  # the shortcut, when taken, is exactly the table
     assert fast.dtype == clf._lut.dtype and np.array_equal(fast, clf._lut[pixels])
+    assert clf.output_values == ("probabilities" if kind == "int8-softmax" else "logits")
     if clf._out_lut is not None:
         codes = np.arange(256, dtype=np.uint8).view(clf.model.output.dtype)
-        np.testing.assert_array_equal(clf._out_lut[codes.view(np.uint8)],
-                                      clf.model.output.dequantize(codes))
+        values = clf.model.output.dequantize(codes)
+        if clf.output_values == "logits":  # exp(z - the largest representable z)
+            values = np.exp(values.astype(np.float64) - values.max())
+        np.testing.assert_allclose(clf._out_lut[codes.view(np.uint8)], values, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_predict_proba_is_the_softmax_of_the_output_tensor(classifiers, fmnist_test, kind):
+    """The raw output tensor, dequantized with its own scale and zero point, then softmax
+    (unless the file holds probabilities already): computed here independently, in float64."""
+    clf = classifiers[kind]
+    images = fmnist_test.images[:50]
+    raw = clf.output_tensor(images)
+    assert raw.dtype == clf.model.output.dtype and raw.shape == (50, 10)
+    spec = clf.model.output
+    z = (raw.astype(np.float64) - spec.zero_point) * (spec.scale if spec.quantized else 1.0)
+    if clf.output_values == "logits":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        expected = e / e.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(clf.predict_proba(images).sum(axis=1), 1.0, atol=1e-6)
+    else:
+        expected = z
+    np.testing.assert_allclose(clf.predict_proba(images), expected, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("kind", KINDS)

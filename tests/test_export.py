@@ -26,8 +26,9 @@ IO_DTYPES = {
     "int8": ("int8", "int8"),
     "uint8": ("uint8", "uint8"),
     "int8-float-io": ("float32", "float32"),
+    "int8-softmax": ("int8", "int8"),
 }
-INT8_KEYS = ("int8", "uint8", "int8-float-io")
+INT8_KEYS = ("int8", "uint8", "int8-float-io", "int8-softmax")
 
 
 def _details(path):
@@ -132,6 +133,86 @@ def test_int8_every_op_is_int8(tiny_tflite, key):
     assert ops[0][0] == "QUANTIZE" or ops[0][1][0][0] == "INT8"
 
 
+@pytest.mark.parametrize("key", list(IO_DTYPES))
+def test_softmax_left_to_the_runtime_unless_kept(tiny_tflite, key):
+    """By default the file ends at the logits (the last Dense layer); --keep-softmax keeps the
+    int8 SOFTMAX op, whose kernel rounds differently on arm64 and x86."""
+    names = [op[0] for op in _ops(tiny_tflite[key]) if op[0] not in ("QUANTIZE", "DEQUANTIZE")]
+    if key == "int8-softmax":
+        assert names[-1] == "SOFTMAX"
+    else:
+        assert "SOFTMAX" not in names and names[-1] == "FULLY_CONNECTED"
+
+
+def _softmax_models():
+    """The three ways a Keras classifier ends in a softmax, and one that doesn't."""
+    import keras
+
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Flatten()(inputs)
+    dense = keras.layers.Dense(10)
+    logits = dense(x)
+    return {
+        "activation": keras.Model(inputs, keras.layers.Activation("softmax")(logits)),
+        "softmax-layer": keras.Model(inputs, keras.layers.Softmax()(logits)),
+        "dense": keras.Sequential(
+            [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")]
+        ),
+        "none": keras.Model(inputs, logits),
+    }
+
+
+@pytest.mark.parametrize("kind", ["activation", "softmax-layer", "dense", "none"])
+def test_without_softmax(kind):
+    from export.convert import without_softmax
+
+    model = _softmax_models()[kind]
+    x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+    logits_model = without_softmax(model)
+    if kind == "none":
+        assert logits_model is None
+        return
+    logits = np.asarray(logits_model(x), dtype=np.float64)
+    assert not np.allclose(logits.sum(axis=1), 1.0)  # really the logits
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(e / e.sum(axis=1, keepdims=True), model(x), atol=1e-6)
+    assert len(logits_model.weights) == len(model.weights)
+
+
+def test_without_softmax_keeps_float32_logits_under_mixed_precision():
+    import keras
+
+    from export.convert import without_softmax
+
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Flatten(dtype="mixed_float16")(inputs)
+    x = keras.layers.Dense(10, dtype="mixed_float16")(x)
+    model = keras.Model(inputs, keras.layers.Activation("softmax", dtype="float32")(x))
+    assert x.dtype == "float16"
+    assert without_softmax(model).outputs[0].dtype == "float32"
+
+
+def test_a_model_without_softmax_is_exported_as_logits(tmp_path):
+    """No softmax to strip, outputs that are not probabilities: the file says "logits", so the
+    Classifier still returns probabilities."""
+    import keras
+
+    from edge_runtime.classifier import Classifier
+    from export.exporter import export
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    model.save(tmp_path / "model.keras")
+    (result,) = export(
+        ExportConfig(source=tmp_path / "model.keras", modes=("float32",), validate_samples=50)
+    )
+    assert read_metadata(result.path)["output"]["values"] == "logits"
+    proba = Classifier(result.path).predict_proba(np.zeros((3, 28, 28), np.uint8) + 100)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+
+
 def test_int8_weights_are_per_channel(tiny_tflite):
     convs = [op for op in _ops(tiny_tflite["int8"]) if op[0] == "CONV_2D"]
     assert convs
@@ -181,7 +262,7 @@ def test_metadata_round_trip(tiny_tflite, tiny_keras, key):
     assert meta["input"]["layout"] == "NHWC"
     assert meta["normalization"]["scale"] == pytest.approx(1 / 255)
     assert meta["normalization"]["offset"] == 0.0
-    assert meta["output"]["values"] == "probabilities"
+    assert meta["output"]["values"] == ("probabilities" if key == "int8-softmax" else "logits")
     q = meta["quantization"]
     assert q["mode"] == ("int8" if key in INT8_KEYS else key)
     for record, detail in ((q["input"], inp), (q["output"], out)):

@@ -166,3 +166,24 @@ def test_help():
     assert result.exit_code == 0
     for option in ("--quantize", "--int8-io", "--max-drop", "--force", "--calibration-samples"):
         assert option in result.output
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_keep_softmax_reaches_the_conversion(run_dir, monkeypatch, tiny_tflite, fmnist_train, keep):
+    import export.exporter as exporter
+
+    monkeypatch.setattr(exporter, "load_split", lambda *args, **kwargs: fmnist_train)
+    seen = []
+
+    def convert(model, mode, calibration=None, int8_io="int8"):
+        seen.append(model.layers[-1].name)
+        return tiny_tflite["int8-softmax" if keep else "int8"].read_bytes(), 0.01
+
+    monkeypatch.setattr(exporter, "convert", convert)
+    args = ["--keep-softmax"] if keep else []
+    result = _invoke(run_dir, "--validate-samples", 50, *args)
+    assert result.exit_code == 0, result.output
+    assert seen == (["probs"] if keep else ["logits"])  # train/models.py's last two layers
+    meta = read_metadata(run_dir / "tiny-int8.tflite")
+    assert meta["output"]["values"] == ("probabilities" if keep else "logits")
+    assert meta["provenance"]["export_config"]["keep_softmax"] is keep

@@ -8,12 +8,13 @@ from pathlib import Path
 import click
 
 from edge_runtime._cli import data_dir_option, debug_option, handle_errors, seed_option
+from edge_runtime.errors import UsageError
 
 from .config import RUNTIMES, BenchConfig, default_threads
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("run_dir", required=False, type=click.Path(path_type=Path))
+@click.argument("run_dirs", nargs=-1, metavar="[[NAME=]RUN_DIR]...")
 @click.option(
     "--keras",
     "keras_path",
@@ -32,6 +33,13 @@ from .config import RUNTIMES, BenchConfig, default_threads
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Report folder (default: RUN_DIR/bench, else ./bench).",
+)
+@click.option(
+    "--results",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also lay every run's numbers out as one table in this Markdown file (replacing the "
+    "text between its results markers), e.g. docs/results.md.",
 )
 @click.option("--quick", is_flag=True, help="Smoke run: 1,000 test images, few timed runs.")
 @click.option(
@@ -89,10 +97,11 @@ from .config import RUNTIMES, BenchConfig, default_threads
 @debug_option
 @handle_errors
 def main(
-    run_dir: Path | None,
+    run_dirs: tuple[str, ...],
     keras_path: Path | None,
     tflite_paths: tuple[Path, ...],
     out: Path | None,
+    results: Path | None,
     quick: bool,
     max_threads: int | None,
     runtimes: tuple[str, ...],
@@ -110,10 +119,21 @@ def main(
 ) -> None:
     """Benchmark the Keras model and every .tflite of RUN_DIR: accuracy on the test set, batch-1
     latency per runtime and thread count, size, cold start. Writes report.md, report.json and
-    plots to --out and prints the summary table."""
+    plots to --out and prints the summary table.
+
+    Several RUN_DIRs are measured one after the other, each into its RUN_DIR/bench; NAME=
+    names a run in the --results table (default: the folder's name)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any TensorFlow import
     from .progress import Bar
+    from .results import load_report, write_results
     from .runner import run_benchmark
+
+    named = [parse_run(spec) for spec in run_dirs]
+    if len(named) > 1 and (keras_path or tflite_paths or out):
+        raise UsageError(
+            "--keras, --tflite and --out need a single RUN_DIR (several: each report goes "
+            "to RUN_DIR/bench)"
+        )
 
     given = {
         "runs": runs,
@@ -124,10 +144,8 @@ def main(
         "threads": tuple(range(1, max_threads + 1)) if max_threads else None,
     }
     settings = dict(
-        run_dir=run_dir,
         keras_path=keras_path,
         tflite_paths=tflite_paths,
-        out_dir=out or (run_dir / "bench" if run_dir is not None else Path("bench")),
         data_dir=Path(data_dir) if data_dir else None,
         litert_tool=litert_tool,
         export_missing=not no_export,
@@ -137,10 +155,32 @@ def main(
         **{k: v for k, v in given.items() if v is not None},
     )
     settings.setdefault("threads", default_threads())
-    cfg = BenchConfig.quick_defaults(**settings) if quick else BenchConfig(**settings)
-    report = run_benchmark(cfg, progress=Bar)
-    click.echo(report.summary())
-    click.echo(f"\nreport: {report.md_path} (and {report.json_path.name}, plots beside it)")
+    make = BenchConfig.quick_defaults if quick else BenchConfig
+    cfgs = [
+        (name, make(run_dir=run_dir, out_dir=out or run_dir / "bench", **settings))
+        for name, run_dir in named
+    ] or [("bench", make(run_dir=None, out_dir=out or Path("bench"), **settings))]
+    measured = []
+    for name, cfg in cfgs:
+        if len(cfgs) > 1:
+            click.echo(f"== {name}: {cfg.run_dir}")
+        report = run_benchmark(cfg, progress=Bar)
+        click.echo(report.summary())
+        click.echo(f"\nreport: {report.md_path} (and {report.json_path.name}, plots beside it)")
+        measured.append((name, load_report(report.json_path)))
+    if results is not None:
+        write_results(results, measured)
+        click.echo(f"results table: {results}")
+
+
+def parse_run(spec: str) -> tuple[str, Path]:
+    """``NAME=RUN_DIR`` or a plain RUN_DIR (named after its folder) -> (name, path)."""
+    name, sep, path = spec.partition("=")
+    if not sep or Path(spec).exists():  # a folder whose name holds "=" is still a folder
+        return Path(spec).resolve().name or spec, Path(spec)
+    if not name or not path:
+        raise UsageError(f"{spec!r}: expected RUN_DIR or NAME=RUN_DIR")
+    return name, Path(path)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """docs/results.md: one table over several fmnist-bench reports, one row per model and format.
 
+    fmnist-bench edge-m=runs/edge-m-v1 miniresnet=runs/mini --results docs/results.md
     python -m benchmarks.results edge-m=runs/edge-m-v1/bench miniresnet=runs/mini/bench \
-        --out docs/results.md
+        --out docs/results.md            # the same table from reports already written
 
 Each report is one fmnist-bench run of one model; this module only lays their report.json
 numbers side by side (accuracy, int8 drop, size, MACs, latency p50 at 1 and 2 threads on
@@ -117,6 +118,15 @@ def splice(document: str, table_md: str) -> str:
     return f"{document[: start + len(BEGIN)]}\n{table_md}{document[end:]}"
 
 
+def write_results(out: Path, reports: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """Splice the table of ``reports`` into ``out`` (created when missing), atomically."""
+    try:
+        document = out.read_text() if out.is_file() else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{out}: cannot read ({exc})") from None
+    atomic_write_text(out, splice(document, results_markdown(reports)))
+
+
 def parse_spec(spec: str) -> tuple[str, Path]:
     name, sep, path = spec.partition("=")
     if not sep or not name or not path:
@@ -137,11 +147,10 @@ def parse_spec(spec: str) -> tuple[str, Path]:
 def main(reports: tuple[str, ...], out: Path | None, debug: bool) -> None:
     """Lay out fmnist-bench reports, NAME=REPORT_DIR each, as one results table."""
     loaded = [(name, load_report(path)) for name, path in map(parse_spec, reports)]
-    text = results_markdown(loaded)
     if out is None:
-        sys.stdout.write(text)
+        sys.stdout.write(results_markdown(loaded))
     else:
-        atomic_write_text(out, splice(out.read_text() if out.is_file() else "", text))
+        write_results(out, loaded)
         click.echo(f"wrote {out}")
 
 

@@ -61,3 +61,40 @@ def test_quick_run_keras_only(tmp_path, tiny_keras):
     assert data["config"]["quick"] is True and data["data"]["images"] == 1000
     assert [(r["format"], r["runtime"]) for r in data["results"]] == [("keras", "keras")]
     assert data["results"][0]["runs"] == 2
+
+
+FAST = ["--quick", "--no-export", "--runtime", "keras", "--keras-runs", "2", "--warmup", "1",
+        "--cold-start-reps", "0", "--no-litert-tool", "--no-plots", "--max-threads", "1"]
+
+
+def test_several_runs_in_one_call_fill_the_results_table(tmp_path, tiny_keras):
+    """One fmnist-bench call over two run directories: a report in each, and one table spliced
+    between the markers of --results, named NAME= or after the folder."""
+    import shutil
+
+    from benchmarks.results import BEGIN, END
+
+    runs = []
+    for name in ("run-a", "run-b"):
+        (tmp_path / name).mkdir()
+        shutil.copy(tiny_keras, tmp_path / name / "model.keras")
+        runs.append(tmp_path / name)
+    doc = tmp_path / "results.md"
+    doc.write_text(f"# Results\nprose\n{BEGIN}\nold\n{END}\nmore prose\n")
+    args = [f"first={runs[0]}", str(runs[1]), "--results", str(doc), *FAST]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("report:") == 2
+    for run in runs:
+        assert (run / "bench" / "report.json").is_file()
+    text = doc.read_text()
+    assert text.startswith("# Results\nprose\n") and text.endswith(f"{END}\nmore prose\n")
+    assert "\nold\n" not in text
+    assert "| first " in text and "| run-b " in text
+
+
+def test_several_runs_refuse_single_run_options(tmp_path, tiny_keras):
+    result = CliRunner().invoke(main, [str(tmp_path), str(tmp_path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "single RUN_DIR" in result.output
+    result = CliRunner().invoke(main, ["=nothing", "--quick"])
+    assert result.exit_code == 2 and "NAME=RUN_DIR" in result.output

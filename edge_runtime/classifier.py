@@ -162,8 +162,8 @@ class Classifier:
         self._out_lut = _output_table(self.model.output, self._logits)
         if self.metadata is None:  # said once the model itself has been accepted
             log.warning(
-                "%s has no fmnist_edge metadata: assuming Fashion-MNIST class names and "
-                "pixel / 255",
+                "%s has no fmnist_edge metadata: assuming Fashion-MNIST class names, "
+                "pixel / 255 and probabilities out",
                 self.name,
             )
 

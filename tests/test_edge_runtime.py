@@ -370,3 +370,15 @@ main()
     assert line.startswith(f"{tmp_path / 'x.png'}: ") and line.endswith("%)")
     # LiteRT's C++ INFO line comes once, from the library call; the command silences its own
     assert result.stderr.count("XNNPACK") == 1, result.stderr
+
+
+def test_unknown_output_values_in_metadata_are_refused(tmp_path, tiny_tflite):
+    from edge_runtime.metadata import read_metadata, write_metadata
+
+    content = Path(tiny_tflite["int8"]).read_bytes()
+    meta = read_metadata(content)
+    meta["output"]["values"] = "log-probabilities"
+    odd = tmp_path / "odd.tflite"
+    odd.write_bytes(write_metadata(content, meta))
+    with pytest.raises(ModelError, match=r"odd\.tflite: metadata output values 'log-prob"):
+        Classifier(odd)

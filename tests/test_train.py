@@ -89,6 +89,28 @@ def test_resume_after_an_interrupted_run(tmp_path):
         train(TrainConfig(**{**cfg.__dict__, "resume": True}))
 
 
+def test_resume_keeps_the_plateau_counters(tmp_path):
+    """--resume continues ReduceLROnPlateau where it stopped: its best val_loss and its wait
+    count (Keras resets both when fit starts; a resumed run must not)."""
+    cfg = _cfg(tmp_path, epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=(_StopAfter(1),))
+    state_path = cfg.out / "state.json"
+    state = json.loads(state_path.read_text())
+    best = state["reduce_lr"]["best"]
+    assert best is not None and state["reduce_lr"]["wait"] == 0
+    # as if epoch 1 had been the third epoch in a row without improvement (patience 3): a
+    # best no later epoch can beat, and a wait one short of a reduction
+    state["reduce_lr"] = {"best": 1e-9, "wait": 2, "cooldown_counter": 0}
+    state_path.write_text(json.dumps(state))
+    train(TrainConfig(**{**cfg.__dict__, "resume": True}))
+    lrs = [float(line.split(",")[5]) for line in (cfg.out / "history.csv").read_text().split()[1:]]
+    after = json.loads(state_path.read_text())
+    assert lrs == pytest.approx([cfg.lr, cfg.lr])  # the rate each epoch ran at
+    assert after["lr"] == pytest.approx(cfg.lr * cfg.lr_factor)  # reduced after epoch 2
+    assert after["reduce_lr"]["best"] == pytest.approx(1e-9) and after["reduce_lr"]["wait"] == 0
+
+
 def test_augmentation_shifts_and_flips_but_keeps_the_pixels():
     x = np.zeros((64, 28, 28, 1), np.float32)
     x[:, 10:18, 12:16] = 1.0

@@ -106,6 +106,21 @@ def _current_lr(model: keras.Model) -> float:
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
 
 
+class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau whose counters (wait, best, cooldown) survive --resume. Keras resets
+    them in ``on_train_begin``, so setting them before ``fit`` does nothing: a resumed run
+    then forgets its best val_loss and waits ``patience`` more epochs before any reduction."""
+
+    def __init__(self, *args, restored: dict[str, Any] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.restored = dict(restored or {})
+
+    def on_train_begin(self, logs=None) -> None:
+        super().on_train_begin(logs)
+        for key, value in self.restored.items():
+            setattr(self, key, value)
+
+
 class RunRecorder(keras.callbacks.Callback):
     """After every epoch: the best model, the last model, history.csv and state.json, each
     replaced atomically, so an interrupted run can always be resumed from its last epoch."""
@@ -244,12 +259,13 @@ def train(cfg: TrainConfig, callbacks: tuple = ()) -> dict[str, Any]:
     cbs: list = list(callbacks)
     reduce_lr = None
     if not cfg.cosine:
-        reduce_lr = keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr
+        reduce_lr = ResumableReduceLROnPlateau(
+            monitor="val_loss",
+            factor=cfg.lr_factor,
+            patience=cfg.lr_patience,
+            min_lr=cfg.min_lr,
+            restored=(state or {}).get("reduce_lr"),
         )
-        if state and "reduce_lr" in state:
-            for k, v in state["reduce_lr"].items():
-                setattr(reduce_lr, k, v)
         cbs.insert(0, reduce_lr)
     best = state["best_val_accuracy"] if state else -1.0
     recorder = RunRecorder(cfg.arch, cfg.out, history, best, reduce_lr)

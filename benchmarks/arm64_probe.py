@@ -146,7 +146,8 @@ def softmax_inputs(clf: Any, content: bytes, pixels: Any, outputs: Any) -> tuple
     NEON path on arm64, and rounds differently in rare cases (1 LSB). Softmax also magnifies:
     one LSB of the logits can move the int8 probabilities by several LSB. So the logits are
     the tensor to hold to bit-exactness. A second interpreter with every tensor preserved
-    reads them; its outputs must equal the Classifier's, so the preprocessing is the same."""
+    reads them, fed by the Classifier's own input preparation; its outputs must equal the
+    Classifier's."""
     import numpy as np
 
     from edge_runtime.interpreter import load_runtime
@@ -163,15 +164,12 @@ def softmax_inputs(clf: Any, content: bytes, pixels: Any, outputs: Any) -> tuple
     logits_index = int(ops[0]["inputs"][0])
     details = {d["index"]: d for d in interp.get_tensor_details()}
     logits_scale = float(details[logits_index]["quantization"][0])
-    norm = (clf.metadata or {}).get("normalization") or {}
-    lut = clf.model.input.quantize(
-        np.arange(256) * float(norm.get("scale", 1 / 255)) + float(norm.get("offset", 0.0))
-    )
     interp.resize_tensor_input(inp["index"], [1, *inp["shape"][1:]])
     interp.allocate_tensors()
     logits, again = [], []
     for image in pixels:
-        interp.set_tensor(inp["index"], lut[image].reshape(1, *inp["shape"][1:]))
+        x = clf._input(image[None])  # the Classifier's own normalization and quantization
+        interp.set_tensor(inp["index"], x.reshape(1, *inp["shape"][1:]))
         interp.invoke()
         logits.append(interp.get_tensor(logits_index)[0].copy())
         again.append(interp.get_tensor(out["index"])[0].copy())

@@ -125,10 +125,10 @@ def main(
     names a run in the --results table (default: the folder's name)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any TensorFlow import
     from .progress import Bar
-    from .results import load_report, write_results
+    from .results import load_report, parse_spec, write_results
     from .runner import run_benchmark
 
-    named = [parse_run(spec) for spec in run_dirs]
+    named = [parse_spec(spec, "RUN_DIR", plain_ok=True) for spec in run_dirs]
     if len(named) > 1 and (keras_path or tflite_paths or out):
         raise UsageError(
             "--keras, --tflite and --out need a single RUN_DIR (several: each report goes "
@@ -171,16 +171,6 @@ def main(
     if results is not None:
         write_results(results, measured)
         click.echo(f"results table: {results}")
-
-
-def parse_run(spec: str) -> tuple[str, Path]:
-    """``NAME=RUN_DIR`` or a plain RUN_DIR (named after its folder) -> (name, path)."""
-    name, sep, path = spec.partition("=")
-    if not sep or Path(spec).exists():  # a folder whose name holds "=" is still a folder
-        return Path(spec).resolve().name or spec, Path(spec)
-    if not name or not path:
-        raise UsageError(f"{spec!r}: expected RUN_DIR or NAME=RUN_DIR")
-    return name, Path(path)
 
 
 if __name__ == "__main__":

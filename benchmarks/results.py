@@ -127,10 +127,15 @@ def write_results(out: Path, reports: Sequence[tuple[str, dict[str, Any]]]) -> N
     atomic_write_text(out, splice(document, results_markdown(reports)))
 
 
-def parse_spec(spec: str) -> tuple[str, Path]:
+def parse_spec(spec: str, what: str = "REPORT_DIR", plain_ok: bool = False) -> tuple[str, Path]:
+    """``NAME=PATH`` -> (name, path). With ``plain_ok`` a bare PATH is accepted too, named after
+    its folder (and an existing folder whose name holds "=" is still a folder)."""
     name, sep, path = spec.partition("=")
+    if plain_ok and (not sep or Path(spec).exists()):
+        return Path(spec).resolve().name or spec, Path(spec)
     if not sep or not name or not path:
-        raise UsageError(f"{spec!r}: expected NAME=REPORT_DIR (e.g. edge-m=runs/edge-m/bench)")
+        either = f"{what} or " if plain_ok else ""
+        raise UsageError(f"{spec!r}: expected {either}NAME={what} (e.g. edge-m=runs/edge-m)")
     return name, Path(path)
 
 

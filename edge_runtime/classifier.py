@@ -115,9 +115,10 @@ def _output_table(spec: TensorSpec, logits: bool) -> np.ndarray | None:
     None for float outputs, and for logits whose range could underflow exp."""
     if spec.dtype not in (np.int8, np.uint8):
         return None
-    values = spec.dequantize(np.arange(256, dtype=np.uint8).view(spec.dtype)).astype(np.float64)
+    values = spec.dequantize(np.arange(256, dtype=np.uint8).view(spec.dtype))
     if not logits:
-        return values.astype(np.float32)
+        return values
+    values = values.astype(np.float64)
     spread = values.max() - values.min()
     if spread > 700:  # exp(-700) is still > 0 in float64
         return None

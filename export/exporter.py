@@ -199,9 +199,9 @@ def export(
     base = base_record(
         cfg, model_path, metrics, arch, data_sha, holdout.float_proba, logits_model is not None
     )
+    net = model if logits_model is None else logits_model  # validated against ``model``
     results, rejected = [], []
     for mode in cfg.modes:
-        net = model if logits_model is None else logits_model  # validated against ``model``
         result = _export_one(cfg, mode, net, calibration, base, targets[mode], holdout)
         results.append(result)
         if not result.passed:

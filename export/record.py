@@ -25,7 +25,7 @@ WEIGHTS = {  # how each mode stores the weights
     "dynamic": "int8 (dynamic-range: float activations)",
     "int8": "int8 per-channel (full-integer: int8 activations)",
 }
-_TRAINING_METRICS = ("val_accuracy", "test_accuracy", "best_epoch", "params", "macs")
+_TRAINING_METRICS = ("val_accuracy", "test_accuracy", "best_epoch", "selection", "params", "macs")
 
 
 def versions() -> dict[str, str]:

@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from edge_runtime import data
 from train.cli import main
 from train.config import TrainConfig
-from train.trainer import Augmented, train
+from train.augment import Augmented
+from train.trainer import train
 
 RUN_FILES = {
     "model.keras",

@@ -64,6 +64,23 @@ ARCHS: dict[str, ArchSpec] = {
         l2=1e-4,
         summary="32/64/128 filters, 1-1-2 blocks, strided",
     ),
+    # CIFAR-style ResNets (He et al. 2016, depth 6n+2) adapted to 28x28: three stages of n
+    # blocks at 16/32/64 filters on 28/14/7 pixels, no dropout, no hidden dense layer; the
+    # Random Erasing paper's Fashion-MNIST models. 1x1 projections where the shape changes.
+    "resnet20": ArchSpec(
+        stem=16,
+        stages=(Stage(16, 3, 0.0), Stage(32, 3, 0.0, stride=2), Stage(64, 3, 0.0, stride=2)),
+        head=(),
+        l2=0.0,
+        summary="CIFAR ResNet-20: 16/32/64 filters, 3 blocks a stage",
+    ),
+    "resnet32": ArchSpec(
+        stem=16,
+        stages=(Stage(16, 5, 0.0), Stage(32, 5, 0.0, stride=2), Stage(64, 5, 0.0, stride=2)),
+        head=(),
+        l2=0.0,
+        summary="CIFAR ResNet-32: 16/32/64 filters, 5 blocks a stage",
+    ),
     # For tests and smoke runs only: trains in seconds, accuracy is not its point.
     "tiny": ArchSpec(
         stem=8,

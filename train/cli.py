@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from edge_runtime._cli import (
     data_dir_option,
@@ -16,21 +19,116 @@ from edge_runtime._cli import (
     route_logging,
     seed_option,
 )
+from edge_runtime.errors import UsageError
 from edge_runtime.nativelog import native_stderr_captured
+
+from .config import OPTIMIZERS, TrainConfig
+from .recipes import RECIPES
+
+# Settings a resumed run may change: how long it trains, and how it runs on this machine.
+RESUME_MAY_CHANGE = frozenset({"epochs", "mixed_precision", "distribute", "data_dir"})
 
 
 def _default_out(arch: str) -> Path:
     return Path("runs") / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _show(value: Any) -> str:
+    return "on" if value is True else "off" if value is False else str(value)
+
+
+def resolve_settings(
+    given: dict[str, Any], out: Path | None, recipe: str | None, resume: bool
+) -> TrainConfig:
+    """The run's settings: TrainConfig's defaults, then the recipe, then the flags the user gave.
+
+    With ``resume`` the run directory is the single source instead: its recorded settings are
+    taken whole, --epochs (and how to run: --mixed-precision, --distribute, --data-dir) may
+    change, and any other flag that contradicts the run is refused, naming both values.
+    """
+    if not resume:
+        base = dict(RECIPES[recipe]) if recipe else {}
+        settings = {**base, **given, "recipe": recipe}
+        out = out or _default_out(settings.get("arch", TrainConfig.arch))
+        return TrainConfig(**settings, out=out)
+    if out is None:
+        raise UsageError("--resume needs --out, the run directory to continue")
+    state_path = out / "state.json"
+    if not (state_path.is_file() and (out / "last.keras").is_file()):
+        raise UsageError(f"--resume: {out} holds no interrupted run (no state.json/last.keras)")
+    recorded = json.loads(state_path.read_text()).get("config")
+    if recorded is None:  # a run from before settings were recorded: the flags as given
+        return TrainConfig(**given, recipe=recipe, out=out, resume=True)
+    recorded.pop("out", None)
+    if recipe is not None and recipe != recorded.get("recipe"):
+        raise UsageError(f"--resume: {out} was trained with --recipe {recorded.get('recipe')}")
+    for name, value in given.items():
+        if name not in RESUME_MAY_CHANGE and value != recorded.get(name):
+            raise UsageError(
+                f"--resume: {out} was trained with {_flag(name)} {_show(recorded.get(name))}, "
+                f"not {_show(value)}; leave the flag out or start a new --out"
+            )
+    return TrainConfig(**{**recorded, **given}, out=out, resume=True)
+
+
+def list_archs() -> None:
+    from .archs import ARCHS
+    from .models import build_model, describe
+
+    for name, spec in ARCHS.items():
+        d = describe(build_model(name))
+        macs = d["macs"] / 1e6
+        click.echo(f"{name:12} {d['params']:>11,} params {macs:8.1f}M MACs  {spec.summary}")
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--recipe",
+    type=click.Choice(sorted(RECIPES)),
+    default=None,
+    help="Named settings: 'edge' is the published small-ResNet recipe (docs/training.md).",
+)
 @click.option("--arch", default="miniresnet", show_default=True, help="Model architecture.")
 @click.option("--epochs", type=int, default=50, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="(Peak) learning rate.")
+@click.option(
+    "--optimizer",
+    type=click.Choice(OPTIMIZERS),
+    default="adam",
+    show_default=True,
+    help="sgd uses Nesterov momentum.",
+)
+@click.option("--momentum", type=float, default=0.9, show_default=True, help="SGD momentum.")
+@click.option(
+    "--weight-decay",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Decoupled: w -= lr * wd * w every step.",
+)
+@click.option("--label-smoothing", type=float, default=0.0, show_default=True)
 @seed_option
-@click.option("--augment", is_flag=True, help="Random shifts (2 px) and horizontal flips.")
+@click.option("--augment", is_flag=True, help="Shorthand for --flip --crop-pad 2.")
+@click.option("--flip", is_flag=True, help="Random horizontal flips.")
+@click.option("--crop-pad", type=int, default=0, show_default=True, help="Random crops, px.")
+@click.option(
+    "--erase", type=float, default=0.0, show_default=True, help="Random erasing probability."
+)
 @click.option("--cosine", is_flag=True, help="Cosine learning-rate decay, not ReduceLROnPlateau.")
+@click.option("--warmup", type=float, default=0.0, show_default=True, help="Warm-up epochs.")
+@click.option("--ema", type=float, default=0.0, show_default=True, help="Weight EMA momentum.")
+@click.option(
+    "--val-fraction",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Validation share of the 60,000; 0 trains on all and keeps the last epoch.",
+)
 @click.option("--limit", type=int, default=None, help="Use only the first N samples per split.")
 @data_dir_option
 @click.option(
@@ -39,7 +137,7 @@ def _default_out(arch: str) -> Path:
     default=None,
     help="Run directory (default: runs/ARCH-TIMESTAMP).",
 )
-@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
+@click.option("--resume", is_flag=True, help="Continue (or extend) the run in --out.")
 @click.option(
     "--mixed-precision/--no-mixed-precision",
     default=None,
@@ -49,36 +147,38 @@ def _default_out(arch: str) -> Path:
 @click.option("--list-archs", is_flag=True, help="List architectures with params and MACs.")
 @debug_option
 @handle_errors
-def main(list_archs: bool, debug: bool, out: Path | None, **options) -> None:
+@click.pass_context
+def main(
+    ctx: click.Context,
+    debug: bool = False,
+    out: Path | None = None,
+    recipe: str | None = None,
+    resume: bool = False,
+    **options,
+) -> None:
     """Train a residual CNN on Fashion-MNIST (the notebook's recipe by default)."""
     route_logging("fmnist.train", logging.INFO)
-    if list_archs:
-        from .archs import ARCHS
-        from .models import build_model, describe
-
-        for name, spec in ARCHS.items():
-            d = describe(build_model(name))
-            click.echo(
-                f"{name:12} {d['params']:>11,} params {d['macs'] / 1e6:8.1f}M MACs  {spec.summary}"
-            )
+    if options.pop("list_archs"):
+        list_archs()
         return
-    from edge_runtime.errors import UsageError
-
     from .archs import ARCHS
-    from .config import TrainConfig
 
-    if options["arch"] not in ARCHS:  # fail before the 4 s TensorFlow import
-        raise UsageError(f"unknown --arch {options['arch']!r}; choose from {', '.join(ARCHS)}")
-    if options["resume"] and out is None:
-        raise UsageError("--resume needs --out, the run directory to continue")
-    cfg = TrainConfig(out=out or _default_out(options["arch"]), **options)
+    given = {
+        k: v
+        for k, v in options.items()
+        if ctx.get_parameter_source(k) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    }
+    if given.get("arch", "miniresnet") not in ARCHS:  # fail before the 4 s TensorFlow import
+        raise UsageError(f"unknown --arch {given['arch']!r}; choose from {', '.join(ARCHS)}")
+    cfg = resolve_settings(given, out, recipe, resume)
     with contextlib.nullcontext() if debug else native_stderr_captured():  # TF's C++ notices
         from .trainer import train
 
         metrics = train(cfg)
+    val = f"val {metrics['val_accuracy']:.4f}, " if "val_accuracy" in metrics else ""
     click.echo(
         f"{cfg.out}: test accuracy {metrics['test_accuracy']:.4f} "
-        f"(val {metrics['val_accuracy']:.4f}, best epoch {metrics['best_epoch']})"
+        f"({val}model.keras: {metrics['selection']})"
     )
 
 

@@ -10,17 +10,26 @@ from typing import Any
 
 from edge_runtime.errors import UsageError
 
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     arch: str = "miniresnet"  # a key of train.models.ARCHS
     epochs: int = 50  # total epochs (a resumed run continues up to this)
     batch_size: int = 128  # per step, across all devices
-    lr: float = 1e-3  # Adam's initial learning rate
+    lr: float = 1e-3  # the optimizer's initial (peak, with --warmup) learning rate
+    optimizer: str = "adam"  # adam (the notebook's), adamw, or sgd (Nesterov momentum)
+    momentum: float = 0.9  # SGD's momentum
+    weight_decay: float = 0.0  # decoupled: every step w -= lr * weight_decay * w (all weights)
+    label_smoothing: float = 0.0  # target = (1 - s) * one_hot + s / 10
     seed: int = 42  # seeds weights, shuffling and augmentation (the split uses split_seed)
     split_seed: int = 42  # the notebook's random_state for the 80/20 split
-    val_fraction: float = 0.2  # the notebook's test_size
-    augment: bool = False  # random shifts (up to 2 px) and horizontal flips
+    val_fraction: float = 0.2  # the notebook's test_size; 0 trains on all 60,000 images
+    augment: bool = False  # shorthand for flip=True, crop_pad=2 (the edge models' recipe)
+    flip: bool = False  # random horizontal flips
+    crop_pad: int = 0  # random 28x28 crops of the image zero-padded by this many pixels
+    erase: float = 0.0  # random erasing: probability of one random-valued box per image
     limit: int | None = None  # first N samples of every split, for smoke runs
     data_dir: Path | None = None  # Fashion-MNIST IDX files (None: the usual search)
     out: Path = Path("runs/run")  # the run directory
@@ -30,13 +39,19 @@ class TrainConfig:
     lr_patience: int = 3  # ReduceLROnPlateau on val_loss ...
     lr_factor: float = 0.5  # ... halves the rate ...
     min_lr: float = 1e-6  # ... down to this
-    cosine: bool = False  # cosine decay over all epochs instead of ReduceLROnPlateau
+    cosine: bool = False  # cosine decay to 0 over all epochs instead of ReduceLROnPlateau
+    warmup: float = 0.0  # epochs of linear warm-up from 0 to --lr (then cosine or constant)
+    ema: float = 0.0  # exponential moving average of the weights (momentum per step; 0: off)
+    recipe: str | None = None  # the named preset these settings started from, for the record
 
     def __post_init__(self) -> None:
         # accept str paths from callers; frozen, so set through object
         object.__setattr__(self, "out", Path(self.out))
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if self.augment:  # the shorthand, resolved once so the record says what ran
+            object.__setattr__(self, "flip", True)
+            object.__setattr__(self, "crop_pad", self.crop_pad or 2)
         checks = [
             (self.epochs >= 1, f"--epochs must be at least 1 (got {self.epochs})"),
             (self.batch_size >= 1, f"--batch-size must be at least 1 (got {self.batch_size})"),
@@ -44,12 +59,44 @@ class TrainConfig:
                 math.isfinite(self.lr) and self.lr > 0,
                 f"--lr must be a positive number (got {self.lr})",
             ),
+            (
+                self.optimizer in OPTIMIZERS,
+                f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})",
+            ),
+            (0 <= self.momentum < 1, f"--momentum must be in [0, 1) (got {self.momentum})"),
+            (
+                0 <= self.weight_decay < 1,
+                f"--weight-decay must be in [0, 1) (got {self.weight_decay})",
+            ),
+            (
+                0 <= self.label_smoothing < 1,
+                f"--label-smoothing must be in [0, 1) (got {self.label_smoothing})",
+            ),
+            (0 <= self.crop_pad <= 14, f"--crop-pad must be 0..14 pixels (got {self.crop_pad})"),
+            (0 <= self.erase <= 1, f"--erase must be a probability in [0, 1] (got {self.erase})"),
+            (
+                0 <= self.warmup < self.epochs,
+                f"--warmup must be at least 0 and less than --epochs (got {self.warmup})",
+            ),
+            (0 <= self.ema < 1, f"--ema must be in [0, 1) (got {self.ema})"),
             (self.limit is None or self.limit >= 1, f"--limit must be at least 1 ({self.limit})"),
-            (0 < self.val_fraction < 1, "val_fraction must be between 0 and 1"),
+            (
+                0 <= self.val_fraction < 1,
+                f"--val-fraction must be in [0, 1) (got {self.val_fraction})",
+            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
+
+    @property
+    def has_validation(self) -> bool:
+        return self.val_fraction > 0
+
+    @property
+    def plateau(self) -> bool:
+        """ReduceLROnPlateau drives the rate: the notebook's way, needs a validation split."""
+        return not self.cosine and self.warmup == 0 and self.has_validation
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -84,7 +84,8 @@ def plot_curves(history: Sequence[dict[str, float]], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
         ax.plot(epochs, [h[key] for h in history], "o-", label="train")
-        ax.plot(epochs, [h[f"val_{key}"] for h in history], "o-", label="validation")
+        if f"val_{key}" in history[0]:  # absent when the run trained on every image
+            ax.plot(epochs, [h[f"val_{key}"] for h in history], "o-", label="validation")
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.grid(alpha=0.3)

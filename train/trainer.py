@@ -8,6 +8,7 @@ confusion_matrix.png, samples.png. Every file is written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -16,6 +17,7 @@ import math
 import os
 import platform
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,20 +28,22 @@ import numpy as np
 from edge_runtime.data import load_split, train_val_split
 from edge_runtime.errors import UsageError
 from edge_runtime.fileio import atomic_path, atomic_write_json, atomic_write_text
+from edge_runtime.labels import NUM_CLASSES
 
 from . import report
+from .augment import Augmented
 from .config import TrainConfig
 from .device import DeviceInfo, detect, strategy_scope
 from .models import build_model, describe
+from .optim import Schedule, make_loss, make_optimizer, one_hot_labels, uses_schedule
 
 log = logging.getLogger("fmnist.train")
-
-HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
 
 @dataclass(frozen=True)
 class Data:
-    """(N, 28, 28, 1) float32 images in [0, 1] and (N,) uint8 labels for each split."""
+    """(N, 28, 28, 1) float32 images in [0, 1] and (N,) uint8 labels for each split; the
+    validation split is empty when the run trains on all 60,000 images."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -57,7 +61,10 @@ def _scale(images: np.ndarray) -> np.ndarray:
 
 def load_data(cfg: TrainConfig) -> Data:
     train, test = load_split("train", cfg.data_dir), load_split("test", cfg.data_dir)
-    tr, va = train_val_split(len(train.labels), cfg.val_fraction, cfg.split_seed)
+    if cfg.has_validation:
+        tr, va = train_val_split(len(train.labels), cfg.val_fraction, cfg.split_seed)
+    else:  # all 60,000, in the file's order (fit shuffles)
+        tr, va = np.arange(len(train.labels)), np.arange(0)
     n = cfg.limit
     parts = {
         "train": (train.images[tr][:n], train.labels[tr][:n]),
@@ -71,35 +78,6 @@ def load_data(cfg: TrainConfig) -> Data:
     }
     (xt, yt), (xv, yv), (xs, ys) = parts.values()
     return Data(_scale(xt), yt, _scale(xv), yv, _scale(xs), ys, info)
-
-
-class Augmented(keras.utils.PyDataset):
-    """Shuffled batches with random shifts of up to 2 px and horizontal flips (numpy, so it runs
-    on every backend). Fashion-MNIST items are left-right symmetric enough for flips to help."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, **kwargs):
-        super().__init__(**kwargs)
-        self.x, self.y, self.batch_size = x, y, batch_size
-        self.rng = np.random.default_rng(seed)
-        self.order = self.rng.permutation(len(x))
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
-        x = self.x[idx]
-        flip = self.rng.random(len(x)) < 0.5
-        x[flip] = x[flip, :, ::-1]
-        padded = np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)))
-        dy, dx = self.rng.integers(0, 5, size=(2, len(x)))
-        out = np.empty_like(x)
-        for k in range(len(x)):  # (N, 32, 32, 1) -> random (N, 28, 28, 1) crops
-            out[k] = padded[k, dy[k] : dy[k] + 28, dx[k] : dx[k] + 28]
-        return out, self.y[idx]
-
-    def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.x))
 
 
 def _current_lr(model: keras.Model) -> float:
@@ -121,35 +99,78 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
             setattr(self, key, value)
 
 
-class RunRecorder(keras.callbacks.Callback):
-    """After every epoch: the best model, the last model, history.csv and state.json, each
-    replaced atomically, so an interrupted run can always be resumed from its last epoch."""
+def history_keys(cfg: TrainConfig) -> tuple[str, ...]:
+    """history.csv's columns: validation ones only when there is a validation split."""
+    keys = ["epoch", "loss", "accuracy"]
+    if cfg.has_validation:
+        keys += ["val_loss", "val_accuracy"] + (["ema_val_accuracy"] if cfg.ema else [])
+    return (*keys, "lr", "seconds")
 
-    def __init__(self, arch: str, out: Path, history: list[dict], best: float, reduce_lr=None):
+
+@contextlib.contextmanager
+def averaged_weights(model: keras.Model) -> Iterator[None]:
+    """Inside, the model holds its optimizer's EMA weights; after, its own weights again."""
+    raw = [v.numpy() for v in model.trainable_weights]
+    model.optimizer.finalize_variable_values(model.trainable_weights)
+    try:
+        yield
+    finally:
+        for v, value in zip(model.trainable_weights, raw, strict=True):
+            v.assign(value)
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """After every epoch: the selected model, the last model, history.csv and state.json, each
+    replaced atomically, so an interrupted run can always be resumed from its last epoch.
+
+    model.keras is the best epoch by validation accuracy, or the last epoch when the run has no
+    validation split; with --ema it holds the averaged weights (and is selected by them)."""
+
+    def __init__(
+        self, cfg: TrainConfig, data: Data, history: list[dict], best: float, reduce_lr=None
+    ):
         super().__init__()
-        self.arch, self.out, self.history = arch, out, history
+        self.cfg, self.data, self.history = cfg, data, history
+        self.keys = history_keys(cfg)
         self.best, self.reduce_lr = best, reduce_lr
         self._t0, self._lr = 0.0, 0.0
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
-        self._t0, self._lr = time.perf_counter(), _current_lr(self.model)
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        if batch == 0:  # the rate the epoch ran at (after a schedule set it), as logged
+            self._lr = _current_lr(self.model)
+
+    def _select(self, row: dict[str, Any]) -> bool:
+        if not self.cfg.has_validation:
+            return True
+        score = row["ema_val_accuracy"] if self.cfg.ema else row["val_accuracy"]
+        if score > self.best:
+            self.best = score
+            return True
+        return False
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = logs or {}
-        row = {k: float(logs.get(k, float("nan"))) for k in HISTORY_KEYS[1:5]}
-        row = {"epoch": epoch + 1, **row, "lr": self._lr}  # the rate this epoch ran at
-        row["seconds"] = time.perf_counter() - self._t0
+        out = self.out
+        row: dict[str, Any] = {"epoch": epoch + 1}
+        row.update({k: float(logs.get(k, float("nan"))) for k in self.keys[1:-2]})
+        with averaged_weights(self.model) if self.cfg.ema else contextlib.nullcontext():
+            if self.cfg.ema and self.cfg.has_validation:
+                row["ema_val_accuracy"] = _accuracy(self.model, self.data.x_val, self.data.y_val)
+            row.update(lr=self._lr, seconds=time.perf_counter() - self._t0)
+            if self._select(row):
+                _save_model(self.model, out / "model.keras")
         self.history.append(row)
-        if row["val_accuracy"] > self.best:
-            self.best = row["val_accuracy"]
-            _save_model(self.model, self.out / "model.keras")
-        _save_model(self.model, self.out / "last.keras")
-        write_history(self.out / "history.csv", self.history)
+        _save_model(self.model, out / "last.keras")
+        write_history(out / "history.csv", self.history, self.keys)
         state = {
-            "arch": self.arch,
+            "arch": self.cfg.arch,
             "epoch": epoch + 1,
             "best_val_accuracy": self.best,
             "lr": _current_lr(self.model),  # for the next epoch, after any reduction
+            "config": {k: v for k, v in self.cfg.to_dict().items() if k != "resume"},
         }
         if self.reduce_lr is not None:
             state["reduce_lr"] = {
@@ -157,7 +178,16 @@ class RunRecorder(keras.callbacks.Callback):
                 "best": None if self.reduce_lr.best is None else float(self.reduce_lr.best),
                 "cooldown_counter": int(self.reduce_lr.cooldown_counter),
             }
-        atomic_write_json(self.out / "state.json", state)
+        atomic_write_json(out / "state.json", state)
+
+    @property
+    def out(self) -> Path:
+        return self.cfg.out
+
+
+def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    pred = np.argmax(model.predict(x, batch_size=512, verbose=0), axis=1)
+    return float(np.mean(pred == y))
 
 
 def _save_model(model: keras.Model, path: Path) -> None:
@@ -165,9 +195,9 @@ def _save_model(model: keras.Model, path: Path) -> None:
         model.save(tmp)
 
 
-def write_history(path: Path, history: list[dict]) -> None:
+def write_history(path: Path, history: list[dict], keys: tuple[str, ...]) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_KEYS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(path, buf.getvalue())
@@ -184,13 +214,6 @@ def read_history(path: Path) -> list[dict]:
 def prepare_out(cfg: TrainConfig) -> dict[str, Any] | None:
     """Create or check the run directory; return the saved state when resuming."""
     out = cfg.out
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"--out {out}: not writable ({exc.strerror or exc})") from None
     state_path = out / "state.json"
     if cfg.resume:
         if not (state_path.is_file() and (out / "last.keras").is_file()):
@@ -205,6 +228,13 @@ def prepare_out(cfg: TrainConfig) -> dict[str, Any] | None:
                 f"--resume: {out} already completed {state['epoch']} epochs; raise --epochs"
             )
         return state
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--out {out}: not writable ({exc.strerror or exc})") from None
     if state_path.exists() or (out / "model.keras").exists():
         raise UsageError(f"--out {out} already holds a run; use --resume or another --out")
     return None
@@ -219,20 +249,13 @@ def versions() -> dict[str, str]:
     return v
 
 
-def _compile(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> None:
-    lr: Any = cfg.lr
-    if cfg.cosine:
-        lr = keras.optimizers.schedules.CosineDecay(cfg.lr, cfg.epochs * steps_per_epoch)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+def _compile(model: keras.Model, cfg: TrainConfig) -> None:
+    model.compile(optimizer=make_optimizer(cfg), loss=make_loss(cfg), metrics=["accuracy"])
 
 
 def train(cfg: TrainConfig, callbacks: tuple = ()) -> dict[str, Any]:
-    """Fit ``cfg.arch`` as configured, evaluate the best checkpoint, write the run directory,
-    and return what metrics.json holds."""
+    """Fit ``cfg.arch`` as configured, evaluate the selected checkpoint, write the run
+    directory, and return what metrics.json holds."""
     state = prepare_out(cfg)
     keras.utils.set_random_seed(cfg.seed + (state["epoch"] if state else 0))
     device = detect()
@@ -248,9 +271,9 @@ def train(cfg: TrainConfig, callbacks: tuple = ()) -> dict[str, Any]:
             model = keras.models.load_model(cfg.out / "last.keras")
         else:
             model = build_model(cfg.arch)
-            _compile(model, cfg, steps)
-    if state and not cfg.cosine:
-        model.optimizer.learning_rate.assign(state["lr"])
+            _compile(model, cfg)
+    if state and not uses_schedule(cfg):
+        model.optimizer.learning_rate.assign(state["lr"] if cfg.plateau else cfg.lr)
     history = read_history(cfg.out / "history.csv") if state else []
     start = state["epoch"] if state else 0
     shape = describe(model)
@@ -258,7 +281,7 @@ def train(cfg: TrainConfig, callbacks: tuple = ()) -> dict[str, Any]:
 
     cbs: list = list(callbacks)
     reduce_lr = None
-    if not cfg.cosine:
+    if cfg.plateau:
         reduce_lr = ResumableReduceLROnPlateau(
             monitor="val_loss",
             factor=cfg.lr_factor,
@@ -267,21 +290,36 @@ def train(cfg: TrainConfig, callbacks: tuple = ()) -> dict[str, Any]:
             restored=(state or {}).get("reduce_lr"),
         )
         cbs.insert(0, reduce_lr)
+    elif uses_schedule(cfg):
+        cbs.insert(0, Schedule(cfg, steps))
     best = state["best_val_accuracy"] if state else -1.0
-    recorder = RunRecorder(cfg.arch, cfg.out, history, best, reduce_lr)
+    recorder = RunRecorder(cfg, data, history, best, reduce_lr)
 
-    if cfg.augment:
-        fit_x, fit_y = Augmented(data.x_train, data.y_train, cfg.batch_size, cfg.seed + start), None
+    y_train, y_val = data.y_train, data.y_val
+    if one_hot_labels(cfg):  # label smoothing needs categorical targets
+        y_train, y_val = (np.eye(NUM_CLASSES, dtype=np.float32)[y] for y in (y_train, y_val))
+    augmenting = cfg.flip or cfg.crop_pad or cfg.erase
+    if augmenting:
+        fit_x = Augmented(
+            data.x_train,
+            y_train,
+            cfg.batch_size,
+            cfg.seed + start,
+            flip=cfg.flip,
+            crop_pad=cfg.crop_pad,
+            erase=cfg.erase,
+        )
+        fit_y = None
     else:
-        fit_x, fit_y = data.x_train, data.y_train
+        fit_x, fit_y = data.x_train, y_train
     t0 = time.perf_counter()
     model.fit(
         fit_x,
         fit_y,
-        batch_size=None if cfg.augment else cfg.batch_size,
+        batch_size=None if augmenting else cfg.batch_size,
         epochs=cfg.epochs,
         initial_epoch=start,
-        validation_data=(data.x_val, data.y_val),
+        validation_data=(data.x_val, y_val) if cfg.has_validation else None,
         callbacks=[*cbs, recorder],  # the recorder last: it saves the others' updated state
         verbose=1 if os.isatty(2) else 2,
     )
@@ -300,12 +338,12 @@ def finish(
 ) -> dict[str, Any]:
     """Evaluate the best checkpoint on validation and test; write reports, plots, metrics.json."""
     best = keras.models.load_model(cfg.out / "model.keras")
-    pred_val = np.argmax(best.predict(data.x_val, batch_size=512, verbose=0), axis=1)
+    reports = {}
+    if cfg.has_validation:
+        pred_val = np.argmax(best.predict(data.x_val, batch_size=512, verbose=0), axis=1)
+        reports["validation"] = report.classification_report(data.y_val, pred_val)
     pred_test = np.argmax(best.predict(data.x_test, batch_size=512, verbose=0), axis=1)
-    reports = {
-        "validation": report.classification_report(data.y_val, pred_val),
-        "test": report.classification_report(data.y_test, pred_test),
-    }
+    reports["test"] = report.classification_report(data.y_test, pred_test)
     report.write_reports(cfg.out, reports)
     report.plot_curves(history, cfg.out / "curves.png")
     cm = report.confusion_matrix(data.y_test, pred_test)
@@ -313,7 +351,15 @@ def finish(
     report.plot_samples(data.x_test, data.y_test, pred_test, cfg.out / "samples.png")
 
     seconds = [h["seconds"] for h in history]
-    best_row = max(history, key=lambda h: h["val_accuracy"])
+    if cfg.has_validation:
+        key = "ema_val_accuracy" if cfg.ema else "val_accuracy"
+        selected = int(max(history, key=lambda h: h[key])["epoch"])
+        selection = f"best {key} on the validation split: epoch {selected}"
+    else:
+        selected = int(history[-1]["epoch"])
+        selection = f"last epoch ({selected}): no validation split, trained on every image"
+    if cfg.ema:
+        selection += ", averaged (EMA) weights"
     metrics = {
         "arch": cfg.arch,
         **shape,
@@ -327,17 +373,12 @@ def finish(
         "epochs_completed": len(history),
         "epoch_seconds": seconds,
         "images_per_s": len(data.y_train) / float(np.median(seconds)),
-        "best_epoch": int(best_row["epoch"]),
-        "val_accuracy": reports["validation"]["accuracy"],
+        "best_epoch": selected,
+        "selection": selection,
+        **({"val_accuracy": reports["validation"]["accuracy"]} if cfg.has_validation else {}),
         "test_accuracy": reports["test"]["accuracy"],
         "wall_seconds": fit_seconds,
     }
     atomic_write_json(cfg.out / "metrics.json", metrics)
-    log.info(
-        "best epoch %d: val_accuracy %.4f, test_accuracy %.4f (%s)",
-        metrics["best_epoch"],
-        metrics["val_accuracy"],
-        metrics["test_accuracy"],
-        cfg.out,
-    )
+    log.info("model.keras: %s", selection)
     return metrics

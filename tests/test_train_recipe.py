@@ -1,0 +1,240 @@
+"""The training options of the published recipe, each alone on tiny inputs: augmentation,
+label smoothing, the schedule, training on every image, EMA, named recipes, and a run
+directory that is the single source of its settings on --resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from train import augment
+from train.cli import main, resolve_settings
+from train.config import TrainConfig
+from train.optim import lr_at, make_loss
+from train.recipes import RECIPES
+from train.trainer import load_data, train
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(arch="tiny", epochs=1, batch_size=64, limit=256, out=tmp_path / "run", lr=3e-3)
+    return TrainConfig(**{**base, **kw})
+
+
+def _history(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+# --- augmentation --------------------------------------------------------------------------
+
+
+def test_random_erasing_changes_pixels_inside_a_box_and_nowhere_else():
+    x = np.full((200, 28, 28, 1), 0.25, np.float32)
+    out = augment.erase(x, np.random.default_rng(7), p=0.5)
+    boxes = augment.erase_boxes(200, np.random.default_rng(7), p=0.5)  # the same draws
+    assert np.all(x == 0.25)  # the input is left alone
+    erased = 0
+    for k, box in enumerate(boxes):
+        changed = out[k, ..., 0] != 0.25
+        if box is None:
+            assert not changed.any()
+            continue
+        erased += 1
+        top, left, h, w = box
+        inside = np.zeros((28, 28), bool)
+        inside[top : top + h, left : left + w] = True
+        assert changed[inside].all() and not changed[~inside].any()
+        assert 0.02 * 784 * 0.8 <= h * w <= 0.4 * 784 * 1.2  # the paper's area range, rounded
+        assert np.all((out[k][inside] >= 0) & (out[k][inside] < 1))
+    assert 70 <= erased <= 130  # p = 0.5 of 200
+    assert np.array_equal(augment.erase(x, np.random.default_rng(0), p=0.0), x)
+
+
+def test_crop_with_padding_moves_but_never_cuts_a_centred_object():
+    x = np.zeros((64, 28, 28, 1), np.float32)
+    x[:, 8:20, 8:20] = 1.0
+    out = augment.crop(x, np.random.default_rng(0), pad=4)
+    assert out.shape == x.shape and np.all(out.sum(axis=(1, 2, 3)) == 144.0)
+    assert len({o.tobytes() for o in out}) > 10  # many placements
+    assert np.array_equal(augment.crop(x, np.random.default_rng(0), pad=0), x)
+
+
+def test_flip_mirrors_about_half_the_images():
+    x = np.zeros((100, 28, 28, 1), np.float32)
+    x[:, :, :5] = 1.0
+    out = augment.flip(x, np.random.default_rng(0))
+    flipped = out[:, 0, -1, 0] == 1.0
+    assert 30 < flipped.sum() < 70
+    assert np.array_equal(out[flipped], x[flipped][:, :, ::-1]) and np.array_equal(
+        out[~flipped], x[~flipped]
+    )
+
+
+# --- loss and schedule ---------------------------------------------------------------------
+
+
+def test_label_smoothing_changes_the_loss(tmp_path):
+    y = np.array([0, 3, 9])
+    p = np.full((3, 10), 0.02, np.float32)
+    p[np.arange(3), y] = 0.82
+    plain = float(make_loss(_cfg(tmp_path))(y, p))
+    smooth = float(make_loss(_cfg(tmp_path, label_smoothing=0.1))(np.eye(10)[y], p))
+    assert plain == pytest.approx(-np.log(0.82), rel=1e-5)
+    # targets 0.91 on the true class and 0.01 elsewhere
+    assert smooth == pytest.approx(-(0.91 * np.log(0.82) + 0.09 * np.log(0.02)), rel=1e-5)
+
+
+def test_warmup_then_cosine_to_zero(tmp_path):
+    cfg = _cfg(tmp_path, epochs=10, lr=0.1, warmup=2, cosine=True)
+    assert lr_at(cfg, 0) == 0 and lr_at(cfg, 1) == pytest.approx(0.05)
+    assert lr_at(cfg, 2) == pytest.approx(0.1) and lr_at(cfg, 6) == pytest.approx(0.05)
+    assert lr_at(cfg, 10) == pytest.approx(0.0, abs=1e-12)
+    assert lr_at(_cfg(tmp_path, epochs=10, lr=0.1, warmup=2), 7) == 0.1  # constant after
+
+
+# --- training on all 60,000 ----------------------------------------------------------------
+
+
+def test_val_fraction_zero_uses_every_training_image(tmp_path):
+    data = load_data(TrainConfig(val_fraction=0.0, out=tmp_path))
+    assert data.info["split"] == {"train": 60000, "val": 0, "test": 10000}
+    assert np.bincount(data.y_train).tolist() == [6000] * 10
+
+
+def test_val_fraction_zero_writes_no_validation_metrics(tmp_path):
+    metrics = train(_cfg(tmp_path, val_fraction=0.0, epochs=2, optimizer="sgd", lr=0.05))
+    assert "val_accuracy" not in metrics and metrics["selection"].startswith("last epoch (2)")
+    rows = _history(tmp_path / "run" / "history.csv")
+    assert list(rows[0]) == ["epoch", "loss", "accuracy", "lr", "seconds"] and len(rows) == 2
+    report = json.loads((tmp_path / "run" / "classification_report.json").read_text())
+    assert set(report) == {"test"}
+    # model.keras is the last epoch: the same weights as last.keras
+    best = keras.models.load_model(tmp_path / "run" / "model.keras")
+    last = keras.models.load_model(tmp_path / "run" / "last.keras")
+    for a, b in zip(best.weights, last.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+# --- EMA and the optimizer across --resume -------------------------------------------------
+
+
+class _Capture(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.saved = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.saved = [(v.path, v.numpy().copy()) for v in self.model.optimizer.variables]
+
+
+class _StopAfter(keras.callbacks.Callback):
+    def __init__(self, n):
+        super().__init__()
+        self.n = n
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.n:
+            raise KeyboardInterrupt
+
+
+def test_resume_restores_the_ema_and_the_optimizer(tmp_path):
+    cfg = _cfg(tmp_path, epochs=2, optimizer="sgd", lr=0.05, ema=0.9, weight_decay=1e-3)
+    capture = _Capture()
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=(capture, _StopAfter(1)))
+    restored = keras.models.load_model(cfg.out / "last.keras").optimizer
+    assert restored.use_ema and restored.ema_momentum == pytest.approx(0.9)
+    assert int(restored.iterations.numpy()) == 4  # 256 images / 64 a step, one epoch
+    names = [name.split("/")[-1] for name, _ in capture.saved]
+    assert any(n.endswith("_average") for n in names)
+    assert any(n.endswith("_momentum") for n in names)
+    assert len(restored.variables) == len(capture.saved)
+    for v, (name, saved) in zip(restored.variables, capture.saved, strict=True):
+        assert v.path.split("/")[-1] == name.split("/")[-1]
+        if name.endswith(("_average", "_momentum")):  # the EMA and the momentum, as they were
+            np.testing.assert_array_equal(v.numpy(), saved)
+    # with EMA, model.keras holds the averaged weights, not the raw ones of last.keras
+    best = keras.models.load_model(cfg.out / "model.keras")
+    last = keras.models.load_model(cfg.out / "last.keras")
+    assert any(
+        not np.array_equal(a.numpy(), b.numpy())
+        for a, b in zip(best.trainable_weights, last.trainable_weights, strict=True)
+    )
+    metrics = train(TrainConfig(**{**cfg.__dict__, "resume": True}))
+    assert metrics["epochs_completed"] == 2 and "averaged (EMA)" in metrics["selection"]
+    assert "ema_val_accuracy" in _history(cfg.out / "history.csv")[0]
+
+
+# --- the run directory is the single source of its settings --------------------------------
+
+
+def test_resume_takes_the_settings_from_the_run(tmp_path):
+    cfg = _cfg(tmp_path, epochs=1, cosine=True, flip=True, crop_pad=3, optimizer="sgd", lr=0.05)
+    train(cfg)
+    resumed = resolve_settings({"epochs": 2}, cfg.out, None, resume=True)
+    assert resumed.arch == "tiny" and resumed.cosine and resumed.crop_pad == 3
+    assert resumed.optimizer == "sgd" and resumed.limit == 256 and resumed.epochs == 2
+    with pytest.raises(Exception, match=r"trained with --arch tiny, not edge-m"):
+        resolve_settings({"arch": "edge-m", "epochs": 2}, cfg.out, None, resume=True)
+    with pytest.raises(Exception, match=r"trained with --cosine on, not off"):
+        resolve_settings({"cosine": False, "epochs": 2}, cfg.out, None, resume=True)
+
+
+def test_extending_a_finished_cosine_run_trains(tmp_path):
+    cfg = _cfg(tmp_path, epochs=1, cosine=True, optimizer="sgd", lr=0.05)
+    train(cfg)
+    before = [w.numpy() for w in keras.models.load_model(cfg.out / "last.keras").weights]
+    train(resolve_settings({"epochs": 2}, cfg.out, None, resume=True))
+    rows = _history(cfg.out / "history.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[1]["lr"]) > 1e-3
+    after = keras.models.load_model(cfg.out / "last.keras").weights
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, after, strict=True))
+
+
+def test_cli_resume_needs_no_settings_and_refuses_contradictions(tmp_path):
+    out = tmp_path / "run"
+    args = ["--arch", "tiny", "--epochs", "1", "--limit", "128", "--augment", "--out", str(out)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    result = CliRunner().invoke(main, ["--out", str(out), "--epochs", "2", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "metrics.json").read_text())["config"]["flip"] is True
+    result = CliRunner().invoke(main, ["--out", str(out), "--epochs", "3", "--resume", "--lr", "1"])
+    assert result.exit_code == 2
+    assert "trained with --lr 0.001, not 1.0" in result.output
+
+
+def test_cli_resume_of_nothing_leaves_nothing(tmp_path):
+    result = CliRunner().invoke(main, ["--out", str(tmp_path / "never"), "--resume"])
+    assert result.exit_code == 2 and "holds no interrupted run" in result.output
+    assert not (tmp_path / "never").exists()
+
+
+def test_recipe_fills_in_settings_and_flags_win(tmp_path):
+    cfg = resolve_settings({"epochs": 3}, tmp_path / "r", "edge", resume=False)
+    edge = RECIPES["edge"]
+    assert cfg.arch == edge["arch"] == "resnet20" and cfg.optimizer == "sgd" and cfg.epochs == 3
+    assert cfg.erase == 0.5 and cfg.crop_pad == 4 and cfg.val_fraction == 0 and cfg.recipe == "edge"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--optimizer", "rmsprop"], "Invalid value for '--optimizer'"),
+        (["--erase", "1.5"], "--erase must be a probability"),
+        (["--label-smoothing", "1"], "--label-smoothing must be in [0, 1)"),
+        (["--val-fraction", "1"], "--val-fraction must be in [0, 1)"),
+        (["--warmup", "60"], "--warmup must be at least 0 and less than --epochs"),
+        (["--crop-pad", "-1"], "--crop-pad must be 0..14"),
+        (["--ema", "1"], "--ema must be in [0, 1)"),
+        (["--recipe", "fast"], "Invalid value for '--recipe'"),
+    ],
+)
+def test_cli_rejects_bad_recipe_options(args, message, tmp_path):
+    result = CliRunner().invoke(main, ["--arch", "tiny", "--out", str(tmp_path / "r"), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and not (tmp_path / "r").exists()

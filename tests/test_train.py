@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from edge_runtime import data
+from train.augment import Augmented
 from train.cli import main
 from train.config import TrainConfig
-from train.augment import Augmented
 from train.trainer import train
 
 RUN_FILES = {

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.labels import CLASS_NAMES
-from train.report import confusion_matrix  # numpy only: safe on a Pi without TensorFlow
+from fmnist_edge.common.labels import CLASS_NAMES
+from fmnist_edge.common.scores import confusion_matrix
 
 __all__ = ["Comparison", "Evaluation", "compare", "confusion_matrix", "per_class_accuracy"]
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import click
 
-from edge_runtime._cli import data_dir_option, debug_option, handle_errors, seed_option
-from edge_runtime.errors import UsageError
+from fmnist_edge.common.cli import (
+    data_dir_option,
+    debug_option,
+    handle_errors,
+    route_logging,
+    seed_option,
+)
+from fmnist_edge.common.errors import UsageError
 
 from .config import RUNTIMES, BenchConfig, default_threads
 
@@ -123,6 +130,7 @@ def main(
 
     Several RUN_DIRs are measured one after the other, each into its RUN_DIR/bench; NAME=
     names a run in the --results table (default: the folder's name)."""
+    route_logging("fmnist.data", logging.INFO)  # a download says what it fetches
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any TensorFlow import
     from .progress import Bar
     from .results import load_report, parse_spec, write_results

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.fileio import atomic_open
+from fmnist_edge.common.fileio import atomic_open
 
 _TIMEOUT_S = 120.0
 _REPO_ROOT = Path(__file__).resolve().parent.parent  # where edge_runtime/ lives
@@ -93,13 +93,16 @@ def run_process(cmd: list[str], timeout: float = _TIMEOUT_S) -> Process:
 def infer_command(model: Path, png: Path) -> list[str]:
     """``fmnist-infer PNG --model MODEL``, as its console script runs it, by this interpreter
     (whether or not the package is installed)."""
-    script = "import sys; from edge_runtime.cli import main; sys.argv[0] = 'fmnist-infer'; main()"
+    script = (
+        "import sys; from fmnist_edge.edge_runtime.cli import main; "
+        "sys.argv[0] = 'fmnist-infer'; main()"
+    )
     return [sys.executable, "-c", script, str(png), "--model", str(model)]
 
 
 def fmnist_infer_available() -> bool:
     try:
-        return importlib.util.find_spec("edge_runtime.cli") is not None
+        return importlib.util.find_spec("fmnist_edge.edge_runtime.cli") is not None
     except (ImportError, ValueError):
         return False
 

@@ -3,12 +3,12 @@ every report."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.errors import UsageError
+from fmnist_edge.common.errors import UsageError
+from fmnist_edge.common.machine import usable_cores
 
 # Every runtime the benchmark knows, in report order. Keras' predict is the notebook's way.
 RUNTIMES = ("ai-edge-litert", "tflite-runtime", "tf.lite", "keras")
@@ -17,11 +17,7 @@ TF_RUNTIMES = ("tf.lite", "keras")  # need TensorFlow: skipped in device mode
 
 def default_threads() -> tuple[int, ...]:
     """1 .. the cores this process may use."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return tuple(range(1, max(cores, 1) + 1))
+    return tuple(range(1, usable_cores() + 1))
 
 
 @dataclass(frozen=True)
@@ -30,7 +26,7 @@ class BenchConfig:
     keras_path: Path | None = None  # an explicit .keras reference (overrides RUN/model.keras)
     tflite_paths: tuple[Path, ...] = ()  # explicit .tflite files (added to RUN/*.tflite)
     out_dir: Path = Path("bench")  # the report folder
-    data_dir: Path | None = None  # Fashion-MNIST IDX files (None: edge_runtime.data's search)
+    data_dir: Path | None = None  # Fashion-MNIST IDX files (None: the dataset's search)
     threads: tuple[int, ...] = field(default_factory=default_threads)  # thread counts timed
     runtimes: tuple[str, ...] = RUNTIMES  # runtimes to try; unavailable ones are reported
     quick: bool = False  # smoke run: a test subset and fewer timed runs

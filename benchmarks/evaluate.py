@@ -47,7 +47,7 @@ def evaluate_tflite(
 ) -> Evaluation:
     """A .tflite through Classifier.predict_proba with ``threads`` on ``runtime`` (None: the
     first that works). The timing covers the predictions only, not loading the model."""
-    from edge_runtime.classifier import Classifier
+    from fmnist_edge.edge_runtime.classifier import Classifier
 
     clf = Classifier(path, threads=threads, runtime=runtime)
     preds = np.empty(len(images), dtype=np.int64)

@@ -10,16 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.errors import ModelError
-from edge_runtime.interpreter import load_runtime
-from edge_runtime.metadata import read_metadata
+from fmnist_edge.common.errors import ModelError
+from fmnist_edge.common.pixels import PIXEL_SCALE
+from fmnist_edge.edge_runtime.interpreter import load_runtime
+from fmnist_edge.edge_runtime.metadata import read_metadata
 
 from .config import BenchConfig
 
 RUN_MODEL, RUN_METRICS = "model.keras", "metrics.json"
 # report order: the reference first, then from the least to the most quantized
 FORMATS = ("keras", "float32", "float16", "dynamic", "int8", "int8-uint8-io", "int8-float-io")
-PIXEL_SCALE = 1.0 / 255.0  # the default normalization of a file without metadata (DESIGN.md)
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,8 @@ def find_models(cfg: BenchConfig) -> tuple[Path | None, list[Path]]:
 def export_missing(cfg: BenchConfig, keras_path: Path, out: Path) -> list[Path]:
     """Export float32, float16 and int8 from ``keras_path`` into ``out`` (the run directory,
     as fmnist-export does by default), the way ``fmnist-export`` would. Needs TensorFlow."""
-    from export.config import ExportConfig
-    from export.exporter import export
+    from fmnist_edge.export.config import ExportConfig
+    from fmnist_edge.export.exporter import export
 
     source = cfg.run_dir if cfg.run_dir is not None and cfg.keras_path is None else keras_path
     ecfg = ExportConfig(
@@ -139,7 +139,7 @@ def model_size(run_dir: Path | None, keras_model: Any | None) -> dict[str, int |
         except (OSError, ValueError, AttributeError):
             pass  # unreadable: count on the model instead
     if keras_model is not None:
-        from train.models import describe
+        from fmnist_edge.train.models import describe
 
         info = describe(keras_model)
         return {"params": info["params"], "macs": info["macs"]}

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from fmnist_edge.common.pixels import PIXEL_SCALE
+
 from . import runtimes
 
 Tick = Callable[[int], None]  # progress: called with the number of calls done so far
@@ -105,7 +107,7 @@ def time_tflite(
     *,
     runs: int,
     warmup: int,
-    scale: float = 1.0 / 255.0,
+    scale: float = PIXEL_SCALE,
     offset: float = 0.0,
     tick: Tick | None = None,
 ) -> Latency:

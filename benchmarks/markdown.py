@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from edge_runtime.labels import CLASS_NAMES
+from fmnist_edge.common.labels import CLASS_NAMES
 
 
 def _f(x: Any, spec: str = ".2f", none: str = "-") -> str:

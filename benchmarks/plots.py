@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.fileio import atomic_path
-from edge_runtime.labels import CLASS_NAMES
+from fmnist_edge.common.fileio import atomic_path
+from fmnist_edge.common.labels import CLASS_NAMES
 
 from .inputs import FORMATS
 

@@ -1,6 +1,7 @@
 """What Classifier.predict adds over a bare interpreter call (goal: at most 10%).
 
-    python -m benchmarks.predict_overhead [--model M.tflite] [--windows 30] [--calls 100]
+    python -m fmnist_edge.benchmarks.predict_overhead [--model M.tflite] [--windows 30] \
+        [--calls 100]
 
 Both sides classify the same official test image with one thread: the bare side does only
 set_tensor + invoke + get_tensor on an input it prepared once; predict does everything a user
@@ -17,8 +18,8 @@ import numpy as np
 
 
 def measure(model: str | None, windows: int, calls: int) -> dict[str, float]:
-    from edge_runtime.classifier import Classifier
-    from edge_runtime.data import load_split
+    from fmnist_edge.dataset.files import load_split
+    from fmnist_edge.edge_runtime.classifier import Classifier
 
     image = load_split("test").images[0]  # (28, 28) uint8
     clf = Classifier(model, threads=1)

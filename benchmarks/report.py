@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.fileio import atomic_write_json, atomic_write_text
+from fmnist_edge.common.fileio import atomic_write_json, atomic_write_text
 
 from .markdown import to_markdown
 

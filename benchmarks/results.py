@@ -1,7 +1,8 @@
 """docs/results.md: one table over several fmnist-bench reports, one row per model and format.
 
     fmnist-bench edge-m=runs/edge-m-v1 miniresnet=runs/mini --results docs/results.md
-    python -m benchmarks.results edge-m=runs/edge-m-v1/bench miniresnet=runs/mini/bench \
+    python -m fmnist_edge.benchmarks.results edge-m=runs/edge-m-v1/bench \
+        miniresnet=runs/mini/bench \
         --out docs/results.md            # the same table from reports already written
 
 Each report is one fmnist-bench run of one model; this module only lays their report.json
@@ -21,9 +22,9 @@ from typing import Any
 
 import click
 
-from edge_runtime._cli import debug_option, handle_errors
-from edge_runtime.errors import FmnistError, UsageError
-from edge_runtime.fileio import atomic_write_text
+from fmnist_edge.common.cli import debug_option, handle_errors
+from fmnist_edge.common.errors import FmnistError, UsageError
+from fmnist_edge.common.fileio import atomic_write_text
 
 from .markdown import _count, _f, _pct, _size, table
 
@@ -160,4 +161,4 @@ def main(reports: tuple[str, ...], out: Path | None, debug: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(prog_name="python -m benchmarks.results")
+    main(prog_name="python -m fmnist_edge.benchmarks.results")

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.data import load_split
-from edge_runtime.errors import ModelError, RuntimeUnavailable
+from fmnist_edge.common.errors import ModelError, RuntimeUnavailable
+from fmnist_edge.dataset.files import load_split
 
 from . import accuracy, coldstart, latency, litert_tool, machine, markdown, report, runtimes
 from .config import RUNTIMES, BenchConfig
@@ -215,7 +215,7 @@ def _cold_start(cfg, ms: _Models, image, out_dir: Path, progress) -> dict[str, A
     if not cfg.cold_start_reps or not ms.tflite:
         return {}
     if not coldstart.fmnist_infer_available():
-        return {"skipped": "edge_runtime.cli (fmnist-infer) is not installed"}
+        return {"skipped": "fmnist_edge.edge_runtime.cli (fmnist-infer) is not installed"}
     if not _module_available("PIL"):
         return {"skipped": "pillow is not installed (needed to write one.png)"}
     png = coldstart.write_png(image, out_dir / "one.png")
@@ -256,7 +256,7 @@ def run_benchmark(cfg: BenchConfig, progress: ProgressFactory = Silent) -> Repor
     evals: dict[str, accuracy.Evaluation] = {}
     keras_model = None
     if ms.keras is not None:
-        from export.exporter import load_keras  # imports keras: never in device mode
+        from fmnist_edge.export.exporter import load_keras  # imports keras: never in device mode
 
         keras_model = load_keras(ms.keras.path)
         with progress("keras accuracy (batched predict)", len(images)) as bar:

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.errors import ModelError, RuntimeUnavailable
-from edge_runtime.interpreter import RUNTIMES as EDGE_RUNTIMES
-from edge_runtime.interpreter import TensorSpec, load_runtime
+from fmnist_edge.common.errors import ModelError, RuntimeUnavailable
+from fmnist_edge.edge_runtime.interpreter import RUNTIMES as EDGE_RUNTIMES
+from fmnist_edge.edge_runtime.interpreter import TensorSpec, load_runtime
 
 from .config import TF_RUNTIMES
 

@@ -1,6 +1,6 @@
 """Training throughput per architecture: images/s of fit() on real data, after a warm-up.
 
-    python -m benchmarks.train_speed --arch edge-s --arch miniresnet --steps 30
+    python -m fmnist_edge.benchmarks.train_speed --arch edge-s --arch miniresnet --steps 30
 
 Prints one line per arch and writes JSON with --json. Uses whatever backend and device Keras
 would use for fmnist-train (KERAS_BACKEND=jax on the GPU machine).
@@ -11,19 +11,18 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 
 def measure(arch: str, steps: int, batch_size: int, warmup: int = 3) -> dict:
     import keras
 
-    from edge_runtime.data import load_split
-    from train.device import detect
-    from train.models import build_model, describe
+    from fmnist_edge.common.pixels import to_model_input
+    from fmnist_edge.dataset import load_split
+    from fmnist_edge.train.device import detect
+    from fmnist_edge.train.models import build_model, describe
 
     train = load_split("train")
     n = (steps + warmup) * batch_size
-    x = (train.images[:n].astype(np.float32) / 255.0)[..., None]
+    x = to_model_input(train.images[:n])
     y = train.labels[:n]
     model = build_model(arch)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
     if args.json:
-        from edge_runtime.fileio import atomic_write_json
+        from fmnist_edge.common.fileio import atomic_write_json
 
         atomic_write_json(args.json, rows)
 

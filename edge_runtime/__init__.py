@@ -1,40 +1,16 @@
 """fmnist-edge's TensorFlow-free runtime: numpy, pillow and a TFLite interpreter only.
 
 Never import tensorflow or keras from this package: it runs on a Raspberry Pi without them.
+The public API is re-exported by the top package: ``from fmnist_edge import Classifier``.
 """
 
-from .errors import (
-    DataError,
-    FmnistError,
-    ImageError,
-    ModelError,
-    QualityError,
-    RuntimeUnavailable,
-    UsageError,
-)
-from .labels import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
-
-__all__ = [
-    "CLASS_NAMES",
-    "Classifier",
-    "Prediction",
-    "IMAGE_SHAPE",
-    "NUM_CLASSES",
-    "DataError",
-    "FmnistError",
-    "ImageError",
-    "ModelError",
-    "QualityError",
-    "RuntimeUnavailable",
-    "UsageError",
-]
-__version__ = "0.1.0"
+__all__ = ["Classifier", "Prediction"]
 
 
 def __getattr__(name: str):
-    # Lazy: `import edge_runtime` must not load numpy, Pillow or an interpreter (start-up time
-    # on a Raspberry Pi); `from edge_runtime import Classifier` loads them on first use.
-    if name in ("Classifier", "Prediction"):
+    # Lazy: importing the package must not load numpy, Pillow or an interpreter (start-up time
+    # on a Raspberry Pi); `from fmnist_edge.edge_runtime import Classifier` loads them on use.
+    if name in __all__:
         from . import classifier
 
         return getattr(classifier, name)

@@ -9,8 +9,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from fmnist_edge.common.errors import ImageError
+
 from .classifier import Classifier, Prediction
-from .errors import ImageError
 from .preprocess import check_mode, to_array
 
 # What a directory listing counts as an image (explicitly named files are opened whatever

@@ -21,15 +21,17 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelError, UsageError
+from fmnist_edge.common.errors import ModelError, UsageError
+from fmnist_edge.common.labels import CLASS_NAMES
+from fmnist_edge.common.pixels import PIXEL_OFFSET, PIXEL_SCALE
+
 from .interpreter import TensorSpec, TFLiteModel, load_runtime
-from .labels import CLASS_NAMES
 from .metadata import check_tflite, read_metadata
 from .preprocess import SIDE, ImageSource, check_mode, to_array
 
 log = logging.getLogger(__name__)
 BUNDLED_MODEL = "models/default.tflite"  # inside the edge_runtime package
-DEFAULT_NORMALIZATION = (1.0 / 255.0, 0.0)  # x = pixel * scale + offset
+DEFAULT_NORMALIZATION = (PIXEL_SCALE, PIXEL_OFFSET)  # x = pixel * scale + offset
 _SIGN_BIT = np.uint8(128)
 
 
@@ -48,7 +50,7 @@ def read_model_bytes(model_path: str | os.PathLike | None) -> tuple[bytes, str]:
     if model_path is None:
         from importlib import resources  # only for the bundled model
 
-        bundled = resources.files("edge_runtime").joinpath(BUNDLED_MODEL)
+        bundled = resources.files("fmnist_edge.edge_runtime").joinpath(BUNDLED_MODEL)
         if not bundled.is_file():
             raise ModelError(
                 "no bundled model; pass --model (edge_runtime/models/default.tflite is missing)"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from ._cli import (
+from fmnist_edge.common.cli import (
     debug_option,
     handle_errors,
     model_option,
@@ -23,7 +23,7 @@ from ._cli import (
     runtime_option,
     threads_option,
 )
-from .errors import UsageError
+from fmnist_edge.common.errors import UsageError
 
 MODES = ("auto", "raw", "photo")  # preprocess.MODES, repeated to keep numpy out of --help
 
@@ -84,11 +84,12 @@ def main(
         raise UsageError("--json and --csv cannot be used together")
     if submission and not Path(submission).resolve().parent.is_dir():
         raise UsageError(f"--submission {submission}: its directory does not exist")
-    route_logging("edge_runtime", logging.WARNING, "warning: ")
+    route_logging("fmnist_edge.edge_runtime", logging.WARNING, "warning: ")
+
+    from fmnist_edge.common.nativelog import native_stderr_captured
 
     from .batch import classify_inputs
     from .classifier import Classifier
-    from .nativelog import native_stderr_captured
     from .output import csv_header, csv_line, csv_row, json_line, text_line, write_submission
 
     quiet = contextlib.nullcontext() if debug else native_stderr_captured()

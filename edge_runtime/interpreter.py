@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelError, RuntimeUnavailable, UsageError
+from fmnist_edge.common.errors import ModelError, RuntimeUnavailable, UsageError
 
 RUNTIMES = ("ai-edge-litert", "tflite-runtime")
 MAX_BATCH = 64  # images per invoke when the model's batch dimension is resizable

@@ -15,7 +15,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
+from fmnist_edge.common.errors import ModelError
 
 METADATA_NAME = "fmnist_edge"
 FORMAT = "fmnist-edge/1"  # bump when the JSON's meaning changes

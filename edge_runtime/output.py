@@ -11,8 +11,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from fmnist_edge.common.fileio import atomic_write_text
+
 from .batch import Outcome
-from .fileio import atomic_write_text
 
 
 def _reason(outcome: Outcome) -> str:

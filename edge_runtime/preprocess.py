@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import ImageError
+from fmnist_edge.common.errors import ImageError
 
 MODES = ("auto", "raw", "photo")
 SIDE = 28

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 
 import click
 
-from edge_runtime._cli import (
+from fmnist_edge.common.cli import (
     data_dir_option,
     debug_option,
     handle_errors,
+    route_logging,
     seed_option,
     threads_option,
 )
-from edge_runtime.nativelog import native_stderr_captured
+from fmnist_edge.common.nativelog import native_stderr_captured
 
 from .config import INT8_IO, MODES, ExportConfig
 
@@ -81,6 +83,7 @@ def main(source: Path, modes: tuple[str, ...], debug: bool, **options) -> None:
     """Convert a trained model (a run directory or a .keras file) to validated, self-describing
     .tflite files: float32, float16, int8 (full-integer) or dynamic-range."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow's first import
+    route_logging("fmnist.data", logging.INFO)  # a download says what it fetches
     from .exporter import export
 
     cfg = ExportConfig(source=source, modes=modes, **options)

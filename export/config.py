@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.errors import UsageError
-from edge_runtime.labels import NUM_CLASSES
+from fmnist_edge.common.errors import UsageError
+from fmnist_edge.common.labels import NUM_CLASSES
 
 MODES = ("float32", "float16", "int8", "dynamic")  # --quantize choices, in "all" order
 INT8_IO = ("int8", "uint8", "float32")  # --int8-io choices: the int8 model's I/O tensor dtype
@@ -50,7 +50,7 @@ class ExportConfig:
     max_drop: float | None = None  # fail, keeping no file, when accuracy drops more (pp)
     force: bool = False  # overwrite existing .tflite files
     seed: int = 42  # picks the calibration images
-    data_dir: Path | None = None  # Fashion-MNIST IDX files; None: edge_runtime.data's search
+    data_dir: Path | None = None  # Fashion-MNIST IDX files; None: the dataset's search
     threads: int | None = None  # interpreter threads during validation; None: runtime's choice
     batch_size: int = 256  # Keras batch when scoring the float model
 

@@ -14,24 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.labels import IMAGE_SHAPE, NUM_CLASSES
-from edge_runtime.nativelog import native_stderr_captured
+from fmnist_edge.common.labels import IMAGE_SHAPE, NUM_CLASSES
+from fmnist_edge.common.nativelog import native_stderr_captured
+from fmnist_edge.common.pixels import PIXEL_OFFSET, PIXEL_SCALE, to_model_input
 
-# The models take pixel / 255 (train/models.py); the runtime repeats it from the metadata.
-PIXEL_SCALE = 1.0 / 255.0
+# The models take pixel / 255 (common/pixels.py); the runtime repeats it from the metadata.
 NORMALIZATION = {
     "scale": PIXEL_SCALE,
-    "offset": 0.0,
+    "offset": PIXEL_OFFSET,
     "formula": "x = pixel * scale + offset (pixel / 255)",
 }
-
-
-def to_model_input(images: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) or (N, 28, 28, 1) uint8 pixels -> (N, 28, 28, 1) float32 in [0, 1]."""
-    x = np.asarray(images)
-    if x.ndim == 3:
-        x = x[..., None]
-    return x.astype(np.float32) * np.float32(PIXEL_SCALE)
 
 
 def calibration_indices(labels: np.ndarray, pool: np.ndarray, n: int, seed: int) -> np.ndarray:

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.data import load_split, train_val_split
-from edge_runtime.errors import ModelError, QualityError, UsageError
-from edge_runtime.fileio import atomic_path, atomic_write_bytes
-from edge_runtime.labels import IMAGE_SHAPE, NUM_CLASSES
-from edge_runtime.metadata import write_metadata
-from edge_runtime.nativelog import native_stderr_captured
+from fmnist_edge.common.errors import ModelError, QualityError, UsageError
+from fmnist_edge.common.fileio import atomic_path, atomic_write_bytes
+from fmnist_edge.common.labels import IMAGE_SHAPE, NUM_CLASSES
+from fmnist_edge.common.nativelog import native_stderr_captured
+from fmnist_edge.dataset.files import load_split, train_val_split
+from fmnist_edge.edge_runtime.metadata import write_metadata
 
 from .config import SPLIT_SEED, VAL_FRACTION, ExportConfig, variant_name
 from .convert import calibration_indices, convert, io_quantization, without_softmax

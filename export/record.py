@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime import __version__ as fmnist_edge_version
-from edge_runtime.labels import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
+from fmnist_edge import __version__ as fmnist_edge_version
+from fmnist_edge.common.labels import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
 
 from .config import SPLIT_SEED, VAL_FRACTION, ExportConfig
 from .convert import NORMALIZATION

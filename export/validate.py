@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .convert import to_model_input
+from fmnist_edge.common.pixels import to_model_input
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def tflite_proba(
 ) -> np.ndarray:
     """(N, 28, 28) uint8 -> (N, 10) float32 from a .tflite file, run by edge_runtime exactly as
     a Raspberry Pi would run it (its own quantization, its own normalization from metadata)."""
-    from edge_runtime.classifier import Classifier
+    from fmnist_edge.edge_runtime.classifier import Classifier
 
     return np.asarray(Classifier(path, threads=threads).predict_proba(images), dtype=np.float32)
 

@@ -10,17 +10,51 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+# Fixtures that train or convert a real model, and modules whose tests do (train(), export()).
+TRAINING_FIXTURES = {"tiny_keras", "tiny_tflite"}
+TRAINING_MODULES = {"test_train.py", "test_train_recipe.py", "test_export.py", "test_export_cli.py"}
+DATA_FIXTURES = {"fmnist_train", "fmnist_test"} | TRAINING_FIXTURES
+NO_DATA = (
+    "Fashion-MNIST not found: apt-get install dataset-fashion-mnist "
+    "(or set FMNIST_DATA to a folder holding its four files)"
+)
+
+
+def _dataset_missing() -> bool:
+    from fmnist_edge.common.errors import DataError
+    from fmnist_edge.dataset import locate
+
+    try:
+        locate("train", download=False)
+        locate("test", download=False)
+    except DataError:
+        return True
+    return False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark what trains or converts as slow (``pytest -m "not slow"`` runs the rest in seconds),
+    and skip what needs the real dataset, with one reason, when it is not installed."""
+    missing = _dataset_missing()
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        module = item.path.name
+        if fixtures & TRAINING_FIXTURES or module in TRAINING_MODULES:
+            item.add_marker(pytest.mark.slow)
+        if missing and (fixtures & DATA_FIXTURES or module in TRAINING_MODULES):
+            item.add_marker(pytest.mark.skip(reason=NO_DATA))
+
 
 @pytest.fixture(scope="session")
 def fmnist_train():
-    from edge_runtime.data import load_split
+    from fmnist_edge.dataset.files import load_split
 
     return load_split("train", download=False)
 
 
 @pytest.fixture(scope="session")
 def fmnist_test():
-    from edge_runtime.data import load_split
+    from fmnist_edge.dataset.files import load_split
 
     return load_split("test", download=False)
 
@@ -31,7 +65,7 @@ def tiny_keras(tmp_path_factory, fmnist_train):
     saved as .keras. Returns the path."""
     import keras
 
-    from train.models import build_model
+    from fmnist_edge.train.models import build_model
 
     keras.utils.set_random_seed(0)
     x = fmnist_train.images[:3000, ..., None].astype(np.float32) / 255.0
@@ -57,8 +91,8 @@ def tiny_tflite(tmp_path_factory, tiny_keras):
     Returns {key: path}; keys: float32, float16, int8 (int8 I/O), uint8 (int8 model with uint8
     I/O), int8-float-io (int8 model with float32 I/O): all output logits, the default; and
     int8-softmax (int8, exported with --keep-softmax: int8 probabilities)."""
-    from export.config import ExportConfig
-    from export.exporter import export
+    from fmnist_edge.export.config import ExportConfig
+    from fmnist_edge.export.exporter import export
 
     out = tmp_path_factory.mktemp("tiny_tflite")
     common = dict(source=tiny_keras, out=out, validate_samples=200, calibration_samples=100)

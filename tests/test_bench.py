@@ -15,11 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import accuracy, coldstart, latency, litert_tool, machine, markdown, report
-from benchmarks.config import RUNTIMES, BenchConfig
-from benchmarks.progress import Bar
-from benchmarks.runner import run_benchmark
-from edge_runtime.errors import ModelError, UsageError
+from fmnist_edge.benchmarks import (
+    accuracy,
+    coldstart,
+    latency,
+    litert_tool,
+    machine,
+    markdown,
+    report,
+)
+from fmnist_edge.benchmarks.config import RUNTIMES, BenchConfig
+from fmnist_edge.benchmarks.progress import Bar
+from fmnist_edge.benchmarks.runner import run_benchmark
+from fmnist_edge.common.errors import ModelError, UsageError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -104,6 +112,9 @@ def test_parse_litert_tool_output():
 
 
 def test_cpu_model_on_x86_and_on_a_pi():
+    from fmnist_edge.common import machine as common_machine
+
+    assert machine.cpu_model is common_machine.cpu_model  # one function, reported by both
     x86 = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\ncpu cores\t: 2\n"
     assert machine.cpu_model(x86, board="") == "Intel(R) Xeon(R) Processor"
     pi = "processor\t: 0\nBogoMIPS\t: 108.00\nCPU implementer\t: 0x41\nCPU part\t: 0xd08\n"
@@ -113,7 +124,7 @@ def test_cpu_model_on_x86_and_on_a_pi():
     assert machine.cpu_model(pi_os, board="") == "Raspberry Pi 4 Model B Rev 1.5"
     info = machine.machine_info()
     assert {"cpu", "cores", "os", "python", "versions"} <= set(info)
-    assert info["versions"]["tflite-runtime"] is None  # not installed here
+    assert set(info["versions"]) >= {"numpy", "ai-edge-litert", "tflite-runtime"}
 
 
 def test_config_rejects_nonsense():
@@ -278,8 +289,8 @@ def test_device_mode_never_imports_tensorflow(tmp_path, tflites):
         from pathlib import Path
         sys.modules["tensorflow"] = None
         sys.modules["keras"] = None
-        from benchmarks.config import BenchConfig
-        from benchmarks.runner import run_benchmark
+        from fmnist_edge.benchmarks.config import BenchConfig
+        from fmnist_edge.benchmarks.runner import run_benchmark
         cfg = BenchConfig.quick_defaults(
             run_dir=Path({str(run)!r}), out_dir=Path({str(tmp_path / "bench")!r}),
             quick_samples=200, runs=5, warmup=1, cold_start_reps=0, threads=(1,),
@@ -309,7 +320,7 @@ def test_results_table_lays_out_the_reports(bench_run, tmp_path):
     """docs/results.md's generator: one row per format, numbers taken from report.json."""
     from click.testing import CliRunner
 
-    from benchmarks import results
+    from fmnist_edge.benchmarks import results
 
     _, rep = bench_run
     data = rep.data
@@ -330,7 +341,7 @@ def test_results_table_lays_out_the_reports(bench_run, tmp_path):
 
 
 def test_results_splice_keeps_the_prose_around_the_markers():
-    from benchmarks.results import BEGIN, END, splice
+    from fmnist_edge.benchmarks.results import BEGIN, END, splice
 
     doc = f"# Results\nintro\n{BEGIN}\nold table\n{END}\noutro\n"
     new = splice(doc, "| new |\n")

@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from benchmarks.cli import main
+from fmnist_edge.benchmarks.cli import main
 
 
 def test_help():
@@ -72,7 +72,7 @@ def test_several_runs_in_one_call_fill_the_results_table(tmp_path, tiny_keras):
     between the markers of --results, named NAME= or after the folder."""
     import shutil
 
-    from benchmarks.results import BEGIN, END
+    from fmnist_edge.benchmarks.results import BEGIN, END
 
     runs = []
     for name in ("run-a", "run-b"):

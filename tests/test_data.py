@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime import data
-from edge_runtime.errors import DataError, DownloadError
+from fmnist_edge.common.errors import DataError, DownloadError
+from fmnist_edge.dataset import files as data
 
 DEBIAN = data.DEBIAN_DIR
 TEST_STEMS = data.SPLITS["test"]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_runtime.errors import ImageError
-from edge_runtime.preprocess import is_grayscale, open_image, photo, raw, to_array
+from fmnist_edge.common.errors import ImageError
+from fmnist_edge.edge_runtime.preprocess import is_grayscale, open_image, photo, raw, to_array
 
 
 def _png(width: int, height: int, bit_depth: int = 8, color_type: int = 0, idat: bytes = b""):
@@ -93,7 +93,7 @@ def test_photo_mode_recovers_the_image(fmnist_test):
 
 def test_photo_mode_agrees_with_raw_mode(fmnist_test, tiny_tflite, tmp_path):
     """Synthetic product photos, saved as JPEG, are classified like the originals."""
-    from edge_runtime.classifier import Classifier
+    from fmnist_edge.edge_runtime.classifier import Classifier
 
     clf = Classifier(tiny_tflite["int8"])
     images = fmnist_test.images[:60]

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edge_runtime import classifier as classifier_mod
-from edge_runtime.classifier import Classifier, Prediction
-from edge_runtime.errors import ModelError, RuntimeUnavailable, UsageError
-from edge_runtime.interpreter import RUNTIMES, TensorSpec, TFLiteModel, load_runtime
-from edge_runtime.labels import CLASS_NAMES
+from fmnist_edge.common.errors import ModelError, RuntimeUnavailable, UsageError
+from fmnist_edge.common.labels import CLASS_NAMES
+from fmnist_edge.edge_runtime import classifier as classifier_mod
+from fmnist_edge.edge_runtime.classifier import Classifier, Prediction
+from fmnist_edge.edge_runtime.interpreter import RUNTIMES, TensorSpec, TFLiteModel, load_runtime
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = ("float32", "float16", "int8", "uint8", "int8-float-io", "int8-softmax")
@@ -171,7 +171,7 @@ def test_predict_proba_rejects_non_pixels(classifiers):
 
 
 def test_model_without_metadata_uses_defaults_and_warns(tmp_path, tiny_tflite, caplog):
-    from edge_runtime.metadata import METADATA_NAME, metadata_entries
+    from fmnist_edge.edge_runtime.metadata import METADATA_NAME, metadata_entries
 
     bare = tmp_path / "bare.tflite"
     content = Path(tiny_tflite["int8"]).read_bytes()
@@ -180,7 +180,7 @@ def test_model_without_metadata_uses_defaults_and_warns(tmp_path, tiny_tflite, c
     assert content.count(needle) == 1
     bare.write_bytes(content.replace(needle, b"other_name_"[: len(needle)]))
     assert METADATA_NAME not in metadata_entries(bare)
-    with caplog.at_level("WARNING", logger="edge_runtime"):
+    with caplog.at_level("WARNING", logger="fmnist_edge.edge_runtime"):
         clf = Classifier(bare)
     assert clf.metadata is None and clf.class_names == CLASS_NAMES
     assert "no fmnist_edge metadata" in caplog.text and str(bare) in caplog.text
@@ -226,7 +226,7 @@ def test_bad_models_raise_one_line_model_errors(tmp_path, tiny_tflite, bad_shape
 def test_bad_models_on_the_command_line(tmp_path, tiny_tflite, bad_shape_models, fmnist_test):
     from click.testing import CliRunner
 
-    from edge_runtime.cli import main
+    from fmnist_edge.edge_runtime.cli import main
 
     Image.fromarray(fmnist_test.images[0]).save(tmp_path / "x.png")
     for key, (_, path) in _bad_models(tmp_path, tiny_tflite, bad_shape_models).items():
@@ -350,14 +350,14 @@ def test_runs_with_tensorflow_unimportable(tiny_tflite, tmp_path, fmnist_test):
 import sys
 for name in ("tensorflow", "keras", "tf_keras", "jax", "torch", "matplotlib"):
     sys.modules[name] = None
-import edge_runtime
+import fmnist_edge.edge_runtime as edge_runtime
 heavy = {{"numpy", "PIL", "ai_edge_litert", "click"}} & set(sys.modules)
 assert not heavy, heavy  # importing the package alone stays cheap
-from edge_runtime import Classifier
+from fmnist_edge.edge_runtime import Classifier
 import numpy as np
 clf = Classifier({str(tiny_tflite["int8"])!r})
 print(clf.predict(np.zeros((28, 28), np.uint8)).label)
-from edge_runtime.cli import main
+from fmnist_edge.edge_runtime.cli import main
 sys.argv = ["fmnist-infer", "--model", {str(tiny_tflite["int8"])!r}, {str(tmp_path / "x.png")!r}]
 main()
 """
@@ -373,7 +373,7 @@ main()
 
 
 def test_unknown_output_values_in_metadata_are_refused(tmp_path, tiny_tflite):
-    from edge_runtime.metadata import read_metadata, write_metadata
+    from fmnist_edge.edge_runtime.metadata import read_metadata, write_metadata
 
     content = Path(tiny_tflite["int8"]).read_bytes()
     meta = read_metadata(content)

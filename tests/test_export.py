@@ -11,13 +11,13 @@ import hashlib
 import numpy as np
 import pytest
 
-from edge_runtime.data import train_val_split
-from edge_runtime.errors import ModelError, QualityError, UsageError
-from edge_runtime.labels import CLASS_NAMES, NUM_CLASSES
-from edge_runtime.metadata import read_metadata
-from export.config import MODES, ExportConfig, parse_modes, variant_name
-from export.convert import calibration_indices, pixel_offset, to_model_input
-from export.validate import Validation
+from fmnist_edge.common.errors import ModelError, QualityError, UsageError
+from fmnist_edge.common.labels import CLASS_NAMES, NUM_CLASSES
+from fmnist_edge.dataset.files import train_val_split
+from fmnist_edge.edge_runtime.metadata import read_metadata
+from fmnist_edge.export.config import MODES, ExportConfig, parse_modes, variant_name
+from fmnist_edge.export.convert import calibration_indices, pixel_offset, to_model_input
+from fmnist_edge.export.validate import Validation
 
 # fixture key -> (input dtype, output dtype)
 IO_DTYPES = {
@@ -76,7 +76,7 @@ def wrong_shape_keras(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dynamic_tflite(tmp_path_factory, tiny_keras):
     """The tiny model in dynamic-range mode (not in conftest's tiny_tflite: only export uses it)."""
-    from export.exporter import export
+    from fmnist_edge.export.exporter import export
 
     out = tmp_path_factory.mktemp("dynamic")
     (result,) = export(ExportConfig(tiny_keras, modes=("dynamic",), out=out, validate_samples=200))
@@ -94,7 +94,7 @@ def holdout(fmnist_train):
 def keras_holdout_proba(tiny_keras, holdout):
     import keras
 
-    from export.validate import keras_proba
+    from fmnist_edge.export.validate import keras_proba
 
     return keras_proba(keras.models.load_model(tiny_keras, compile=False), holdout[0])
 
@@ -164,7 +164,7 @@ def _softmax_models():
 
 @pytest.mark.parametrize("kind", ["activation", "softmax-layer", "dense", "none"])
 def test_without_softmax(kind):
-    from export.convert import without_softmax
+    from fmnist_edge.export.convert import without_softmax
 
     model = _softmax_models()[kind]
     x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
@@ -182,7 +182,7 @@ def test_without_softmax(kind):
 def test_without_softmax_keeps_float32_logits_under_mixed_precision():
     import keras
 
-    from export.convert import without_softmax
+    from fmnist_edge.export.convert import without_softmax
 
     inputs = keras.Input((28, 28, 1))
     x = keras.layers.Flatten(dtype="mixed_float16")(inputs)
@@ -197,8 +197,8 @@ def test_a_model_without_softmax_is_exported_as_logits(tmp_path):
     Classifier still returns probabilities."""
     import keras
 
-    from edge_runtime.classifier import Classifier
-    from export.exporter import export
+    from fmnist_edge.edge_runtime.classifier import Classifier
+    from fmnist_edge.export.exporter import export
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
@@ -231,7 +231,7 @@ def test_float16_stores_float16_weights(tiny_tflite):
 
 
 def test_dynamic_has_int8_weights_and_float_io(dynamic_tflite, holdout, keras_holdout_proba):
-    from export.validate import compare, tflite_proba
+    from fmnist_edge.export.validate import compare, tflite_proba
 
     inp, out = _details(dynamic_tflite)
     assert (np.dtype(inp["dtype"]).name, np.dtype(out["dtype"]).name) == ("float32", "float32")
@@ -313,7 +313,7 @@ def test_pixel_offset_none_when_not_exact():
 def test_float_modes_agree_with_keras(
     tiny_tflite, holdout, keras_holdout_proba, key, min_agreement
 ):
-    from export.validate import compare, tflite_proba
+    from fmnist_edge.export.validate import compare, tflite_proba
 
     v = compare(keras_holdout_proba, tflite_proba(tiny_tflite[key], holdout[0]), holdout[1])
     assert v.samples == 500
@@ -323,7 +323,7 @@ def test_float_modes_agree_with_keras(
 
 @pytest.mark.parametrize("key", INT8_KEYS)
 def test_int8_drop_measured_and_reported(tiny_tflite, holdout, keras_holdout_proba, key):
-    from export.validate import compare, tflite_proba
+    from fmnist_edge.export.validate import compare, tflite_proba
 
     v = compare(keras_holdout_proba, tflite_proba(tiny_tflite[key], holdout[0]), holdout[1])
     print(f"{key}: {v}")  # shown with -rP: the tiny model's measured int8 cost
@@ -334,7 +334,7 @@ def test_int8_drop_measured_and_reported(tiny_tflite, holdout, keras_holdout_pro
 
 
 def test_compare_counts():
-    from export.validate import compare
+    from fmnist_edge.export.validate import compare
 
     eye = np.eye(NUM_CLASSES, dtype=np.float32)
     labels = np.array([0, 1, 2, 3])
@@ -399,7 +399,7 @@ def test_config_rejects(tmp_path, kwargs, message):
 
 
 def test_missing_source(tmp_path):
-    from export.exporter import export
+    from fmnist_edge.export.exporter import export
 
     with pytest.raises(ModelError, match="no such file"):
         export(ExportConfig(tmp_path / "nope.keras"))
@@ -408,7 +408,7 @@ def test_missing_source(tmp_path):
 
 
 def test_not_a_keras_model(tmp_path):
-    from export.exporter import export
+    from fmnist_edge.export.exporter import export
 
     bogus = tmp_path / "model.keras"
     bogus.write_text("not a zip")
@@ -417,14 +417,14 @@ def test_not_a_keras_model(tmp_path):
 
 
 def test_wrong_shape_model(wrong_shape_keras):
-    from export.exporter import export
+    from fmnist_edge.export.exporter import export
 
     with pytest.raises(ModelError, match="28x28x1 classifier"):
         export(ExportConfig(wrong_shape_keras))
 
 
 def test_output_paths(tmp_path):
-    from export.exporter import output_paths
+    from fmnist_edge.export.exporter import output_paths
 
     model = tmp_path / "run" / "model.keras"
     cfg = ExportConfig(model, modes=("all",), int8_io="uint8")
@@ -441,7 +441,7 @@ def test_output_paths(tmp_path):
 
 
 def test_existing_file_refused_before_any_work(tmp_path, tiny_keras):
-    from export.exporter import export
+    from fmnist_edge.export.exporter import export
 
     target = tmp_path / "model-int8.tflite"
     target.write_bytes(b"keep me")
@@ -455,7 +455,7 @@ def test_max_drop_rejects_one_mode_and_keeps_the_others(
 ):
     """A mode whose drop exceeds --max-drop is never renamed into place (an existing file stays
     as it was), the other modes are written, and the report shows both."""
-    import export.exporter as exporter
+    import fmnist_edge.export.exporter as exporter
 
     # the conversion is tested above: reuse its files; float16 "drops" 25 pp, float32 nothing
     monkeypatch.setattr(

@@ -12,16 +12,16 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from edge_runtime.metadata import read_metadata
-from export.cli import main
-from export.validate import Validation
+from fmnist_edge.edge_runtime.metadata import read_metadata
+from fmnist_edge.export.cli import main
+from fmnist_edge.export.validate import Validation
 
 
 @pytest.fixture
 def fast_convert(monkeypatch, tiny_tflite, fmnist_train):
     """export.exporter.convert returning the already-converted tiny model of each mode, and
     load_split the session's already-loaded training split."""
-    import export.exporter as exporter
+    import fmnist_edge.export.exporter as exporter
 
     monkeypatch.setattr(exporter, "load_split", lambda *args, **kwargs: fmnist_train)
 
@@ -97,7 +97,7 @@ def test_out_names_the_file(tmp_path, tiny_keras, fast_convert):
 
 
 def test_max_drop_exceeded_exits_1_and_keeps_no_file(run_dir, fast_convert, monkeypatch):
-    import export.exporter as exporter
+    import fmnist_edge.export.exporter as exporter
 
     monkeypatch.setattr(exporter, "compare", lambda *_: Validation(30, 0.75, 0.5, 25.0, 0.6))
     result = _invoke(run_dir, "--quantize", "int8", "--validate-samples", 30, "--max-drop", 0.5)
@@ -170,7 +170,7 @@ def test_help():
 
 @pytest.mark.parametrize("keep", [False, True])
 def test_keep_softmax_reaches_the_conversion(run_dir, monkeypatch, tiny_tflite, fmnist_train, keep):
-    import export.exporter as exporter
+    import fmnist_edge.export.exporter as exporter
 
     monkeypatch.setattr(exporter, "load_split", lambda *args, **kwargs: fmnist_train)
     seen = []

@@ -14,12 +14,18 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from edge_runtime import classifier as classifier_mod
-from edge_runtime.batch import Outcome, classify_inputs, expand_inputs
-from edge_runtime.classifier import Classifier, Prediction
-from edge_runtime.cli import main
-from edge_runtime.labels import CLASS_NAMES
-from edge_runtime.output import csv_header, csv_row, json_record, submission_text, text_line
+from fmnist_edge.common.labels import CLASS_NAMES
+from fmnist_edge.edge_runtime import classifier as classifier_mod
+from fmnist_edge.edge_runtime.batch import Outcome, classify_inputs, expand_inputs
+from fmnist_edge.edge_runtime.classifier import Classifier, Prediction
+from fmnist_edge.edge_runtime.cli import main
+from fmnist_edge.edge_runtime.output import (
+    csv_header,
+    csv_row,
+    json_record,
+    submission_text,
+    text_line,
+)
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +235,7 @@ def test_help_loads_nothing_heavy():
     import subprocess
     import sys
 
-    code = ("import sys; from edge_runtime.cli import main\n"
+    code = ("import sys; from fmnist_edge.edge_runtime.cli import main\n"
             "heavy = {'numpy', 'PIL', 'ai_edge_litert', 'tensorflow'} & set(sys.modules)\n"
             "assert not heavy, heavy")
     repo = str(Path(__file__).resolve().parents[1])

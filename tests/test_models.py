@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_runtime.errors import UsageError
-from train.archs import ARCHS
-from train.models import build_model, describe
+from fmnist_edge.common.errors import UsageError
+from fmnist_edge.train.archs import ARCHS
+from fmnist_edge.train.models import build_model, describe
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHS))

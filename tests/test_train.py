@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edge_runtime import data
-from train.augment import Augmented
-from train.cli import main
-from train.config import TrainConfig
-from train.trainer import train
+from fmnist_edge.dataset import download
+from fmnist_edge.dataset import files as data
+from fmnist_edge.train.augment import Augmented
+from fmnist_edge.train.cli import main
+from fmnist_edge.train.config import TrainConfig
+from fmnist_edge.train.trainer import train
 
 RUN_FILES = {
     "model.keras",
@@ -135,8 +136,8 @@ def test_distribute_over_two_logical_cpus(tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         two = [tf.config.LogicalDeviceConfiguration()] * 2
         tf.config.set_logical_device_configuration(cpu, two)
-        from train.config import TrainConfig
-        from train.trainer import train
+        from fmnist_edge.train.config import TrainConfig
+        from fmnist_edge.train.trainer import train
         m = train(TrainConfig(arch="tiny", epochs=1, batch_size=64, limit=256,
                               out=r"{tmp_path / "dist"}", distribute=True))
         print("DEVICE", m["device"])
@@ -189,7 +190,7 @@ def test_cli_corrupt_data(tmp_path):
 def test_cli_missing_data(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "KERAS_CACHE", tmp_path / "none")
     monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "none")
-    monkeypatch.setattr(data, "DEFAULT_MIRRORS", ("http://127.0.0.1:9/",))  # refused at once
+    monkeypatch.setattr(download, "DEFAULT_MIRRORS", ("http://127.0.0.1:9/",))  # refused at once
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv(data.ENV_DATA_DIR, raising=False)
     result = CliRunner().invoke(main, ["--arch", "tiny", "--out", str(tmp_path / "run")])
@@ -203,8 +204,8 @@ def test_jax_backend_trains_data_parallel(tmp_path):
     pytest.importorskip("jax")
     code = textwrap.dedent(
         f"""
-        from train.config import TrainConfig
-        from train.trainer import train
+        from fmnist_edge.train.config import TrainConfig
+        from fmnist_edge.train.trainer import train
         m = train(TrainConfig(arch="tiny", epochs=1, batch_size=64, limit=256,
                               out=r"{tmp_path / 'jax'}", distribute=True))
         print("DEVICE", m["device"], m["versions"]["backend"])

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from train import augment
-from train.cli import main, resolve_settings
-from train.config import TrainConfig
-from train.optim import lr_at, make_loss
-from train.recipes import RECIPES
-from train.trainer import load_data, train
+from fmnist_edge.train import augment
+from fmnist_edge.train.cli import main, resolve_settings
+from fmnist_edge.train.config import TrainConfig
+from fmnist_edge.train.optim import lr_at, make_loss
+from fmnist_edge.train.recipes import RECIPES
+from fmnist_edge.train.trainer import load_data, train
 
 
 def _cfg(tmp_path, **kw):

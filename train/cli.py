@@ -12,15 +12,15 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from edge_runtime._cli import (
+from fmnist_edge.common.cli import (
     data_dir_option,
     debug_option,
     handle_errors,
     route_logging,
     seed_option,
 )
-from edge_runtime.errors import UsageError
-from edge_runtime.nativelog import native_stderr_captured
+from fmnist_edge.common.errors import UsageError
+from fmnist_edge.common.nativelog import native_stderr_captured
 
 from .config import OPTIMIZERS, TrainConfig
 from .recipes import RECIPES
@@ -157,7 +157,7 @@ def main(
     **options,
 ) -> None:
     """Train a residual CNN on Fashion-MNIST (the notebook's recipe by default)."""
-    route_logging("fmnist.train", logging.INFO)
+    route_logging("fmnist", logging.INFO)  # fmnist.train and fmnist.data (downloads)
     if options.pop("list_archs"):
         list_archs()
         return

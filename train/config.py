@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_runtime.errors import UsageError
+from fmnist_edge.common.errors import UsageError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 

@@ -7,11 +7,12 @@ distribution engines that ship with each framework); the training loop itself is
 from __future__ import annotations
 
 import contextlib
-import platform
 from dataclasses import dataclass
 from typing import Any
 
 import keras
+
+from fmnist_edge.common.machine import cpu_model
 
 
 @dataclass(frozen=True)
@@ -26,17 +27,6 @@ class DeviceInfo:
         return f"{self.kind} x{n} ({', '.join(self.names)}) on {self.backend}"
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith(("model name", "Model")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def detect() -> DeviceInfo:
     """GPUs when there are any, else the CPU (logical CPU devices count, for --distribute)."""
     backend = keras.config.backend()
@@ -46,16 +36,16 @@ def detect() -> DeviceInfo:
         gpus = [d for d in jax.devices() if d.platform == "gpu"]
         devs = gpus or jax.devices("cpu")
         names = tuple(getattr(d, "device_kind", str(d)) for d in devs)
-        return DeviceInfo(backend, "GPU" if gpus else "CPU", names, _cpu_model())
+        return DeviceInfo(backend, "GPU" if gpus else "CPU", names, cpu_model())
     if backend == "tensorflow":
         import tensorflow as tf
 
         gpus = tf.config.list_logical_devices("GPU")
         devs = gpus or tf.config.list_logical_devices("CPU")
         return DeviceInfo(
-            backend, "GPU" if gpus else "CPU", tuple(d.name for d in devs), _cpu_model()
+            backend, "GPU" if gpus else "CPU", tuple(d.name for d in devs), cpu_model()
         )
-    return DeviceInfo(backend, "CPU", ("cpu",), _cpu_model())
+    return DeviceInfo(backend, "CPU", ("cpu",), cpu_model())
 
 
 def strategy_scope(info: DeviceInfo, distribute: bool) -> contextlib.AbstractContextManager[Any]:

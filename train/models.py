@@ -10,8 +10,8 @@ from __future__ import annotations
 import keras
 from keras import layers, regularizers
 
-from edge_runtime.errors import UsageError
-from edge_runtime.labels import IMAGE_SHAPE, NUM_CLASSES
+from fmnist_edge.common.errors import UsageError
+from fmnist_edge.common.labels import IMAGE_SHAPE, NUM_CLASSES
 
 from .archs import ARCHS
 

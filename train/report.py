@@ -9,15 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.fileio import atomic_path, atomic_write_json, atomic_write_text
-from edge_runtime.labels import CLASS_NAMES, NUM_CLASSES
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int = NUM_CLASSES) -> np.ndarray:
-    """(n, n) int64 counts, rows = true class, columns = predicted class."""
-    return np.bincount(
-        y_true.astype(np.int64) * n + y_pred.astype(np.int64), minlength=n * n
-    ).reshape(n, n)
+from fmnist_edge.common.fileio import atomic_path, atomic_write_json, atomic_write_text
+from fmnist_edge.common.labels import CLASS_NAMES, NUM_CLASSES
+from fmnist_edge.common.scores import confusion_matrix
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:

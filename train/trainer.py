@@ -25,10 +25,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from edge_runtime.data import load_split, train_val_split
-from edge_runtime.errors import UsageError
-from edge_runtime.fileio import atomic_path, atomic_write_json, atomic_write_text
-from edge_runtime.labels import NUM_CLASSES
+from fmnist_edge.common.errors import UsageError
+from fmnist_edge.common.fileio import atomic_path, atomic_write_json, atomic_write_text
+from fmnist_edge.common.labels import NUM_CLASSES
+from fmnist_edge.common.pixels import to_model_input
+from fmnist_edge.dataset.files import load_split, train_val_split
 
 from . import report
 from .augment import Augmented
@@ -54,11 +55,6 @@ class Data:
     info: dict[str, Any]  # source, sha256 and split sizes, for metrics.json
 
 
-def _scale(images: np.ndarray) -> np.ndarray:
-    # (N, 28, 28) uint8 -> (N, 28, 28, 1) float32 in [0, 1]: the normalization every model expects
-    return (images.astype(np.float32) / 255.0)[..., None]
-
-
 def load_data(cfg: TrainConfig) -> Data:
     train, test = load_split("train", cfg.data_dir), load_split("test", cfg.data_dir)
     if cfg.has_validation:
@@ -77,7 +73,7 @@ def load_data(cfg: TrainConfig) -> Data:
         "split": {k: len(v[1]) for k, v in parts.items()},
     }
     (xt, yt), (xv, yv), (xs, ys) = parts.values()
-    return Data(_scale(xt), yt, _scale(xv), yv, _scale(xs), ys, info)
+    return Data(to_model_input(xt), yt, to_model_input(xv), yv, to_model_input(xs), ys, info)
 
 
 def _current_lr(model: keras.Model) -> float:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from edge_runtime.errors import FmnistError, UsageError
+from fmnist_edge.common.errors import FmnistError, UsageError
 
 SUITE, ARCH = "bookworm", "arm64"
 # Raspberry Pi OS Bookworm's Python base: 3.11.2, with venv and pip. Its Debian numpy and
@@ -57,7 +57,7 @@ class PiCpu:
     revision: int
     features: str
     model: str  # "Model" line
-    hwcaps: tuple[str, ...]  # of arm64_probe.HWCAP_BITS, those this CPU has
+    hwcaps: tuple[str, ...]  # of pi_probe.HWCAP_BITS, those this CPU has
 
 
 PI_CPUS = {

@@ -12,11 +12,11 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from edge_runtime.errors import UsageError
+from fmnist_edge.common.errors import UsageError
 
-from .arm64_rootfs import EmulationError, run_process, safe_rmtree
+from .rootfs import EmulationError, run_process, safe_rmtree
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TFLITE_RUNTIME = "2.14.0"  # its last release: aarch64 wheels up to cp311, built for numpy 1
 # Bookworm's glibc is 2.36; pip 23 only accepts the manylinux tags it is given.
 PLATFORMS = [f"manylinux_2_{m}_aarch64" for m in range(36, 16, -1)] + ["manylinux2014_aarch64"]

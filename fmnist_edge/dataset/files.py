@@ -1,4 +1,5 @@
-"""Fashion-MNIST in its original IDX format: find it, verify it, download it, split it.
+"""Fashion-MNIST in its original IDX format: find it, verify it, split it (the download is in
+download.py, imported only when a file is missing).
 
 Pure numpy and the standard library, so that a Raspberry Pi without TensorFlow can read the
 test set too. Files are verified by the SHA-256 of their *uncompressed* bytes, so any mirror's
@@ -12,9 +13,6 @@ import hashlib
 import math
 import os
 import struct
-import sys
-import urllib.error
-import urllib.request
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,12 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, DownloadError
-from .fileio import atomic_open
+from fmnist_edge.common.errors import DataError
 
-OFFICIAL_MIRROR = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
-KERAS_MIRROR = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
-DEFAULT_MIRRORS = (OFFICIAL_MIRROR, KERAS_MIRROR)
 ENV_DATA_DIR = "FMNIST_DATA"
 KERAS_CACHE = Path("~/.keras/datasets/fashion-mnist")
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -182,6 +176,8 @@ def locate(
     target = Path(data_dir or os.environ.get(ENV_DATA_DIR) or default_cache_dir())
     for stem in SPLITS[split]:
         if _find_file(target, stem) is None:
+            from .download import download_file  # the network only when needed
+
             download_file(stem, target, mirrors=mirrors, progress=progress)
     return target
 
@@ -203,74 +199,6 @@ def load_split(
         arrays.append(parse_idx(data, str(path)))
     images, labels = arrays
     return Split(images=images, labels=labels, source=directory, sha256=hashes)
-
-
-# --- download -------------------------------------------------------------------------------
-
-
-def _stderr_progress(name: str, done: int, total: int | None) -> None:
-    if total:
-        width = 30
-        filled = int(width * done / total)
-        bar = "#" * filled + "-" * (width - filled)
-        sys.stderr.write(
-            f"\rdownloading {name} [{bar}] {done / 2**20:5.1f}/{total / 2**20:.1f} MiB"
-        )
-    else:
-        sys.stderr.write(f"\rdownloading {name} {done / 2**20:5.1f} MiB")
-    if total is not None and done >= total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
-
-
-def download_file(
-    stem: str,
-    directory: str | os.PathLike,
-    *,
-    mirrors: Sequence[str] | None = None,
-    progress: Progress | None = None,
-    timeout: float = 30.0,
-) -> Path:
-    """Fetch ``stem``.gz from the first mirror that serves it, verify it, store it atomically.
-
-    $FMNIST_MIRROR, when set, is tried before the official mirrors.
-    """
-    mirrors = list(mirrors or DEFAULT_MIRRORS)
-    if os.environ.get("FMNIST_MIRROR"):
-        mirrors.insert(0, os.environ["FMNIST_MIRROR"])
-    progress = progress or _stderr_progress
-    directory = Path(directory)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DownloadError(f"{directory}: cannot create download directory ({exc})") from None
-    dest = directory / f"{stem}.gz"
-    failures = []
-    for mirror in mirrors:
-        url = mirror.rstrip("/") + f"/{stem}.gz"
-        try:
-            with (
-                urllib.request.urlopen(url, timeout=timeout) as resp,
-                atomic_open(dest, "w+b") as out,
-            ):
-                total = resp.headers.get("Content-Length")
-                total = int(total) if total else None
-                done = 0
-                while chunk := resp.read(1 << 16):
-                    out.write(chunk)
-                    done += len(chunk)
-                    progress(dest.name, done, total)
-                if total is not None and done != total:
-                    raise DataError(f"{url}: connection closed after {done} of {total} bytes")
-                # verify before the rename: a bad download never replaces anything
-                out.seek(0)
-                if hashlib.sha256(decompress(out.read(), url)).hexdigest() != SHA256[stem]:
-                    raise DataError(f"{url}: downloaded file fails its SHA-256 check")
-            return dest
-        except (urllib.error.URLError, OSError, DataError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            failures.append(f"{url} ({reason})")
-    raise DownloadError(f"could not download {stem}.gz: " + "; ".join(failures))
 
 
 # --- the notebook's split --------------------------------------------------------------------

@@ -1,17 +1,17 @@
 """The edge runtime on an emulated Raspberry Pi (arm64 Debian bookworm, Python 3.11, Cortex-A72
 or A76), compared with the host.
 
-    benchmarks/arm64_check.sh [--model M.tflite] [--cpu pi4|pi5]   # the command: arm64_cli.py
+    tools/pi/check.sh [--model M.tflite] [--cpu pi4|pi5]   # the command: tools/pi/cli.py
 
-1. a cached arm64 rootfs (arm64_rootfs.py); 2. aarch64 wheels downloaded by pip on the host,
-and fmnist-edge built from this checkout, installed by the guest's pip into one venv per runtime
-(no TensorFlow anywhere); 3. for each runtime, ``fmnist-infer --json`` and the Python API
-(arm64_probe.py) on 200+ official test images and a few photo-mode JPEGs; 4. the same on the
-host with ai-edge-litert. Every label must agree, and fmnist-infer must print what the API
-returns. ai-edge-litert's int8 output tensors, the logits (fmnist-export leaves the softmax to
-the runtime), must be bit-identical; tflite-runtime 2.14's (numpy < 2) within 1 LSB (TFLite's
-kernels, not XNNPACK). A model exported with --keep-softmax is held to the same on its
-logits, and its int8 softmax outputs to what that implies (arm64_probe.softmax_bound): TFLite's
+1. a cached arm64 rootfs (rootfs.py); 2. aarch64 wheels downloaded by pip on the host, and
+fmnist-edge built from this checkout, installed by the guest's pip into one venv per runtime (no
+TensorFlow anywhere); 3. for each runtime, ``fmnist-infer --json`` and the Python API
+(fmnist_edge.benchmarks.pi_probe) on 200+ official test images and a few photo-mode JPEGs; 4.
+the same on the host with ai-edge-litert. Every label must agree, and fmnist-infer must print
+what the API returns. ai-edge-litert's int8 output tensors, the logits (fmnist-export leaves the
+softmax to the runtime), must be bit-identical; tflite-runtime 2.14's (numpy < 2) within 1 LSB
+(TFLite's kernels, not XNNPACK). A model exported with --keep-softmax is held to the same on its
+logits, and its int8 softmax outputs to what that implies (pi_probe.softmax_bound): TFLite's
 int8 softmax kernel has its own NEON path and rounds differently from x86 in rare cases.
 
 Emulated timings say nothing about a Pi's speed; only the phases' wall times are reported.
@@ -28,10 +28,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edge_runtime.errors import FmnistError, ModelError, UsageError
+from fmnist_edge.benchmarks import pi_probe as probe
+from fmnist_edge.common.errors import FmnistError, ModelError, UsageError
 
-from . import arm64_probe as probe
-from .arm64_rootfs import (
+from .rootfs import (
     PI_CPUS,
     EmulationError,
     check_host_tools,
@@ -41,7 +41,7 @@ from .arm64_rootfs import (
     run_process,
     safe_rmtree,
 )
-from .arm64_wheels import (
+from .wheels import (
     REPO,
     build_project_wheel,
     download_wheels,
@@ -55,7 +55,7 @@ RUNTIMES = ("ai-edge-litert", "tflite-runtime")
 # How far the Pi's int8 logits may be from the same runtime's on the host: ai-edge-litert
 # (XNNPACK) bit-identical; tflite-runtime 2.14 (TFLite's builtin kernels, with their own NEON
 # and x86 code paths) within 1 LSB. The softmax outputs' bound follows from these
-# (arm64_probe.softmax_bound), and labels may differ only at such a near-tie of the logits.
+# (pi_probe.softmax_bound), and labels may differ only at such a near-tie of the logits.
 LOGITS_LSB = {"ai-edge-litert": 0, "tflite-runtime": 1}
 INFO_KEYS = ("machine", "cpu", "hwcap", "python", "numpy", "pillow", "runtime", "model")
 
@@ -74,7 +74,7 @@ class Arm64Config:
     photos: int = 8  # of those, also written as photo-mode JPEGs
     runtimes: tuple[str, ...] = RUNTIMES  # runtimes installed and run on the emulated Pi
     cache_dir: Path = field(default_factory=default_cache_dir)  # rootfs tarball, wheels
-    data_dir: str | None = None  # Fashion-MNIST files (else edge_runtime.data's search)
+    data_dir: str | None = None  # Fashion-MNIST files (else fmnist_edge.dataset.files's search)
     mirror: str = "http://deb.debian.org/debian"  # for debootstrap
     keep: bool = False  # keep the work directory (venvs, images, outputs) afterwards
     report: Path | None = None  # also write the summary as JSON here
@@ -192,7 +192,7 @@ def _probe_args(work: Path, out: Path, runtime: str, model: list[str]) -> list[s
     images = str(work / "images")
     return [
         "-m",
-        "benchmarks.arm64_probe",
+        "fmnist_edge.benchmarks.pi_probe",
         "classify",
         images,
         str(out),
@@ -206,7 +206,7 @@ def _run_host(work: Path, model: list[str], timeout: int) -> tuple[dict, dict, b
     """The reference: fmnist-infer --json and the probe on the host with ai-edge-litert."""
     cli = [
         "-c",
-        "from edge_runtime.cli import main; main()",
+        "from fmnist_edge.edge_runtime.cli import main; main()",
         "--json",
         "--runtime",
         "ai-edge-litert",

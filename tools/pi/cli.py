@@ -1,4 +1,4 @@
-"""benchmarks/arm64_check.sh: parse options, build an Arm64Config, run the emulated-Pi check,
+"""tools/pi/check.sh: parse options, build an Arm64Config, run the emulated-Pi check,
 print the summary, exit 0 (pass), 1 (a mismatch or a failed check) or 2 (it could not run)."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
-from edge_runtime._cli import data_dir_option, debug_option, handle_errors, model_option
-from edge_runtime.fileio import atomic_write_json
+from fmnist_edge.common.cli import data_dir_option, debug_option, handle_errors, model_option
+from fmnist_edge.common.fileio import atomic_write_json
 
-from .arm64 import RUNTIMES, Arm64Config, default_cache_dir, run_check, summary
-from .arm64_rootfs import PI_CPUS
+from .check import RUNTIMES, Arm64Config, default_cache_dir, run_check, summary
+from .rootfs import PI_CPUS
 
 
 def _terminated(signum: int, frame: object) -> None:
@@ -109,4 +109,4 @@ def main(
 
 
 if __name__ == "__main__":
-    main(prog_name="benchmarks/arm64_check.sh")
+    main(prog_name="tools/pi/check.sh")

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from .errors import FmnistError
+from fmnist_edge.common.errors import FmnistError
 
 debug_option = click.option(
     "--debug", is_flag=True, help="Show full tracebacks instead of one-line errors."

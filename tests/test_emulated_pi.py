@@ -1,4 +1,4 @@
-"""The emulated-Pi check's own logic, fast. The full check (minutes) is benchmarks/arm64_check.sh;
+"""The emulated-Pi check's own logic, fast. The full check (minutes) is tools/pi/check.sh;
 the one test that enters the cached arm64 rootfs skips when it or the host tools are missing."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from benchmarks import arm64, arm64_probe, arm64_rootfs
+from fmnist_edge.benchmarks import pi_probe
+from tools.pi import check, rootfs
 
 NAMES = {"Bag": 8, "Coat": 4, "Shirt": 6}
 
@@ -32,22 +33,22 @@ def _runs(ref_labels, other_labels, ref_out, other_out):
 
 def test_compare_tensors_bit_identical_and_one_lsb():
     ref, other = _runs(["Bag", "Coat"], ["Bag", "Coat"], [[-128, 90], [5, 7]], [[-128, 90], [5, 7]])
-    exact = arm64_probe.compare_tensors("x", ref, other, "outputs", allowed_lsb=0)
+    exact = pi_probe.compare_tensors("x", ref, other, "outputs", allowed_lsb=0)
     assert exact.ok and exact.max_lsb == 0 and exact.compared == 2
 
     ref, other = _runs(["Bag", "Coat"], ["Bag", "Coat"], [[-128, 90], [5, 7]], [[-127, 90], [5, 7]])
-    assert not arm64_probe.compare_tensors("x", ref, other, "outputs", allowed_lsb=0).ok
-    one = arm64_probe.compare_tensors("x", ref, other, "outputs", allowed_lsb=1)
+    assert not pi_probe.compare_tensors("x", ref, other, "outputs", allowed_lsb=0).ok
+    one = pi_probe.compare_tensors("x", ref, other, "outputs", allowed_lsb=1)
     assert one.ok and one.max_lsb == 1 and one.differing == 1
 
 
 def test_compare_tensors_fails_on_a_label_a_missing_tensor_or_another_image_set():
     ref, other = _runs(["Bag", "Coat"], ["Bag", "Shirt"], [[0, 1], [2, 3]], [[0, 1], [2, 3]])
-    assert not arm64_probe.compare_tensors("x", ref, other, "outputs", allowed_lsb=1).ok
+    assert not pi_probe.compare_tensors("x", ref, other, "outputs", allowed_lsb=1).ok
     ref, other = _runs(["Bag", "Coat"], ["Bag", "Coat"], [[0, 1], [2, 3]], [[0, 1], [2, 3]])
-    assert not arm64_probe.compare_tensors("x", ref, other, "logits", allowed_lsb=1).ok
+    assert not pi_probe.compare_tensors("x", ref, other, "logits", allowed_lsb=1).ok
     other["paths"] = ["a", "c"]
-    assert not arm64_probe.compare_tensors("x", ref, other, "outputs", allowed_lsb=1).ok
+    assert not pi_probe.compare_tensors("x", ref, other, "outputs", allowed_lsb=1).ok
 
 
 def test_a_label_may_differ_only_at_a_near_tie_of_the_reference_logits():
@@ -55,28 +56,28 @@ def test_a_label_may_differ_only_at_a_near_tie_of_the_reference_logits():
     logits = [0] * 10
     logits[4], logits[6] = 20, 18  # Coat ahead of Shirt by 2 LSB
     ref["logits"] = other["logits"] = [[0] * 10, logits]
-    within = arm64_probe.compare_tensors("x", ref, other, "logits", 1, logits_lsb=1)
+    within = pi_probe.compare_tensors("x", ref, other, "logits", 1, logits_lsb=1)
     assert within.ok and within.labels_agree == 1 and within.near_ties == 1
-    exact = arm64_probe.compare_tensors("x", ref, other, "logits", 0, logits_lsb=0)
+    exact = pi_probe.compare_tensors("x", ref, other, "logits", 0, logits_lsb=0)
     assert not exact.ok and exact.near_ties == 0
     logits[4] = 21  # 3 LSB: two logits each 1 LSB off cannot swap them
-    assert not arm64_probe.compare_tensors("x", ref, other, "logits", 1, logits_lsb=1).ok
+    assert not pi_probe.compare_tensors("x", ref, other, "logits", 1, logits_lsb=1).ok
 
 
 def test_compare_cli_with_the_api_needs_same_labels_and_printed_scores():
     api = {"paths": ["raw/a.png"], "labels": ["Bag"], "scores": [0.50390625]}
     rec = {"path": "raw/a.png", "label": "Bag", "index": 8, "score": 0.503906, "top_k": []}
-    assert arm64_probe.compare_cli("x", {"raw/a.png": rec}, api).ok
-    assert not arm64_probe.compare_cli("x", {"raw/a.png": {**rec, "score": 0.5}}, api).ok
-    assert not arm64_probe.compare_cli("x", {"raw/a.png": {**rec, "label": "Coat"}}, api).ok
+    assert pi_probe.compare_cli("x", {"raw/a.png": rec}, api).ok
+    assert not pi_probe.compare_cli("x", {"raw/a.png": {**rec, "score": 0.5}}, api).ok
+    assert not pi_probe.compare_cli("x", {"raw/a.png": {**rec, "label": "Coat"}}, api).ok
     failed = {"raw/a.png": {"path": "raw/a.png", "error": "corrupt"}}
-    assert not arm64_probe.compare_cli("x", failed, api).ok
-    assert not arm64_probe.compare_cli("x", {}, api).ok
+    assert not pi_probe.compare_cli("x", failed, api).ok
+    assert not pi_probe.compare_cli("x", {}, api).ok
 
 
 def test_read_json_lines_keys_records_by_path():
     text = '{"path": "raw/a.png", "label": "Bag"}\n\n{"path": "raw/b.png", "label": "Coat"}\n'
-    assert list(arm64_probe.read_json_lines(text)) == ["raw/a.png", "raw/b.png"]
+    assert list(pi_probe.read_json_lines(text)) == ["raw/a.png", "raw/b.png"]
 
 
 @pytest.mark.parametrize(
@@ -85,74 +86,74 @@ def test_read_json_lines_keys_records_by_path():
 )
 def test_softmax_bound(lsb, logits_scale, bound):
     # |dp| <= lsb * scale / 2, in output LSBs of 1/256, plus one for rounding
-    assert arm64_probe.softmax_bound(lsb, logits_scale, 1 / 256) == bound
+    assert pi_probe.softmax_bound(lsb, logits_scale, 1 / 256) == bound
 
 
 def test_test_indices_are_fixed_spread_and_sized():
-    idx = arm64_probe.test_indices(10_000, 256)
+    idx = pi_probe.test_indices(10_000, 256)
     assert len(idx) == 256 and idx[0] == 0 and idx[-1] == 9_999
-    assert idx == arm64_probe.test_indices(10_000, 256)
-    assert arm64_probe.test_indices(5, 256) == [0, 1, 2, 3, 4]
+    assert idx == pi_probe.test_indices(10_000, 256)
+    assert pi_probe.test_indices(5, 256) == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("cpu", sorted(arm64_rootfs.PI_CPUS))
+@pytest.mark.parametrize("cpu", sorted(rootfs.PI_CPUS))
 def test_cpuinfo_looks_like_a_pi(cpu):
-    spec = arm64_rootfs.PI_CPUS[cpu]
-    text = arm64_rootfs.cpuinfo_text(spec, cores=3)
+    spec = rootfs.PI_CPUS[cpu]
+    text = rootfs.cpuinfo_text(spec, cores=3)
     assert text.count("processor\t:") == 3
     assert "CPU implementer\t: 0x41" in text and f"CPU part\t: {spec.part}" in text
     assert text.rstrip().endswith(f"Model\t\t: {spec.model}")
-    assert set(spec.hwcaps) <= set(arm64_probe.HWCAP_BITS)
+    assert set(spec.hwcaps) <= set(pi_probe.HWCAP_BITS)
 
 
 def test_requirements_pin_the_host_versions():
     versions = {"ai-edge-litert": "2.3.0", "numpy": "2.4.6", "pillow": "13.0.0", "click": "8.4.0"}
-    litert = arm64.requirements("ai-edge-litert", versions)
+    litert = check.requirements("ai-edge-litert", versions)
     assert "ai-edge-litert==2.3.0" in litert and "numpy==2.4.6" in litert
-    tflite = arm64.requirements("tflite-runtime", versions)
+    tflite = check.requirements("tflite-runtime", versions)
     assert "tflite-runtime==2.14.0" in tflite and "numpy<2" in tflite
     assert "pillow==13.0.0" in litert and "pillow==13.0.0" in tflite
 
 
 def test_config_rejects_unknown_cpu_and_runtime():
-    with pytest.raises(arm64.UsageError, match="--cpu"):
-        arm64.Arm64Config(cpu="pi3")
-    with pytest.raises(arm64.UsageError, match="--runtime"):
-        arm64.Arm64Config(runtimes=("tensorflow",))
+    with pytest.raises(check.UsageError, match="--cpu"):
+        check.Arm64Config(cpu="pi3")
+    with pytest.raises(check.UsageError, match="--runtime"):
+        check.Arm64Config(runtimes=("tensorflow",))
 
 
 def test_safe_rmtree_refuses_a_directory_with_mounts_inside(tmp_path, monkeypatch):
     (tmp_path / "rootfs" / "dev").mkdir(parents=True)
-    monkeypatch.setattr(arm64_rootfs, "mounts_under", lambda path: [f"{path}/dev"])
-    with pytest.raises(arm64_rootfs.EmulationError, match="mounts inside"):
-        arm64_rootfs.safe_rmtree(tmp_path / "rootfs")
+    monkeypatch.setattr(rootfs, "mounts_under", lambda path: [f"{path}/dev"])
+    with pytest.raises(rootfs.EmulationError, match="mounts inside"):
+        rootfs.safe_rmtree(tmp_path / "rootfs")
     assert (tmp_path / "rootfs" / "dev").is_dir()
     monkeypatch.undo()
-    arm64_rootfs.safe_rmtree(tmp_path / "rootfs")
+    rootfs.safe_rmtree(tmp_path / "rootfs")
     assert not (tmp_path / "rootfs").exists()
 
 
 def test_mounts_under_sees_real_mount_points():
-    assert "/proc" in arm64_rootfs.mounts_under(arm64_rootfs.Path("/proc"))
+    assert "/proc" in rootfs.mounts_under(rootfs.Path("/proc"))
 
 
 def _cached_rootfs():
-    cache = arm64.default_cache_dir()
-    rootfs = cache / f"rootfs-{arm64_rootfs.cache_key()}"
-    if not (rootfs / arm64_rootfs.STAMP).is_file():
-        pytest.skip(f"no cached arm64 rootfs in {cache} (benchmarks/arm64_check.sh builds it)")
+    cache = check.default_cache_dir()
+    root = cache / f"rootfs-{rootfs.cache_key()}"
+    if not (root / rootfs.STAMP).is_file():
+        pytest.skip(f"no cached arm64 rootfs in {cache} (tools/pi/check.sh builds it)")
     if any(shutil.which(t) is None for t in ("proot", "qemu-aarch64-static")):
         pytest.skip("proot or qemu-user-static not installed")
-    return rootfs
+    return root
 
 
 def test_guest_is_an_arm64_pi_with_python_311(tmp_path):
-    rootfs = _cached_rootfs()
-    spec = arm64_rootfs.PI_CPUS["pi4"]
-    (tmp_path / "cpuinfo").write_text(arm64_rootfs.cpuinfo_text(spec, 2))
+    root = _cached_rootfs()
+    spec = rootfs.PI_CPUS["pi4"]
+    (tmp_path / "cpuinfo").write_text(rootfs.cpuinfo_text(spec, 2))
     code = "import platform; print(platform.machine(), platform.python_version())"
-    cmd = arm64_rootfs.guest_command(
-        rootfs,
+    cmd = rootfs.guest_command(
+        root,
         ["python3", "-c", code + "; print(open('/proc/cpuinfo').read().split()[-1])"],
         {"PATH": "/usr/bin:/bin", "QEMU_CPU": spec.qemu},
         binds=[(tmp_path / "cpuinfo", "/proc/cpuinfo")],
@@ -165,7 +166,7 @@ def test_guest_is_an_arm64_pi_with_python_311(tmp_path):
 def test_cli_refuses_a_missing_model_before_building_anything(tmp_path):
     from click.testing import CliRunner
 
-    from benchmarks.arm64_cli import main
+    from tools.pi.cli import main
 
     cache = tmp_path / "cache"
     result = CliRunner().invoke(
@@ -179,7 +180,7 @@ def test_cli_refuses_a_missing_model_before_building_anything(tmp_path):
 def test_cli_rejects_an_unknown_cpu():
     from click.testing import CliRunner
 
-    from benchmarks.arm64_cli import main
+    from tools.pi.cli import main
 
     result = CliRunner().invoke(main, ["--cpu", "pi3"])
     assert result.exit_code == 2 and "pi3" in result.output
@@ -189,10 +190,10 @@ def test_cli_rejects_an_unknown_cpu():
 def test_probe_classifies_on_the_host_and_compares_like_with_like(tmp_path, tiny_tflite, key):
     """The probe's host run on real test images: the default export's output tensor is the
     logits, compared directly; a --keep-softmax file's logits are read from inside the graph."""
-    from benchmarks.arm64 import _compare
+    from tools.pi.check import _compare
 
-    assert arm64_probe.write_images(tmp_path, count=12, photos=2) == 14
-    run = arm64_probe.classify(tmp_path, str(tiny_tflite[key]), "ai-edge-litert")
+    assert pi_probe.write_images(tmp_path, count=12, photos=2) == 14
+    run = pi_probe.classify(tmp_path, str(tiny_tflite[key]), "ai-edge-litert")
     assert len(run["paths"]) == len(run["outputs"]) == len(run["logits"]) == 14
     assert run["output_dtype"] == "int8" and run["tensorflow_importable"] is True
     if key == "int8":

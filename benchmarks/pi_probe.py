@@ -5,8 +5,8 @@ It runs inside the arm64 rootfs as well as on the host, so it imports only the s
 numpy, Pillow and edge_runtime; run as a script it blocks TensorFlow outright (only then: a
 process that imports this module, such as the test suite, keeps its TensorFlow):
 
-    python -m benchmarks.arm64_probe images OUT_DIR [--count 256] [--photos 8]
-    python -m benchmarks.arm64_probe classify IMAGE_DIR OUT.json [--model M] [--runtime R]
+    python -m fmnist_edge.benchmarks.pi_probe images OUT_DIR [--count 256] [--photos 8]
+    python -m fmnist_edge.benchmarks.pi_probe classify IMAGE_DIR OUT.json [--model M] [--runtime R]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def write_images(out_dir: Path, count: int, photos: int, data_dir: str | None = 
     Returns the number of files written."""
     from PIL import Image
 
-    from edge_runtime.data import load_split
+    from fmnist_edge.dataset.files import load_split
 
     split = load_split("test", data_dir)
     indices = test_indices(len(split.images), count)
@@ -96,10 +96,10 @@ def classify(image_dir: Path, model: str | None, runtime: str | None) -> dict[st
     import numpy as np
     import PIL
 
-    from benchmarks.machine import cpu_model
-    from edge_runtime import Classifier
-    from edge_runtime.classifier import read_model_bytes
-    from edge_runtime.preprocess import to_array
+    from fmnist_edge.common.machine import cpu_model
+    from fmnist_edge.edge_runtime import Classifier
+    from fmnist_edge.edge_runtime.classifier import read_model_bytes
+    from fmnist_edge.edge_runtime.preprocess import to_array
 
     paths = image_paths(image_dir)
     clf = Classifier(model, runtime=runtime)
@@ -150,7 +150,7 @@ def softmax_inputs(clf: Any, content: bytes, pixels: Any, outputs: Any) -> tuple
     Classifier's."""
     import numpy as np
 
-    from edge_runtime.interpreter import load_runtime
+    from fmnist_edge.edge_runtime.interpreter import load_runtime
 
     rt = load_runtime(clf.runtime.rsplit(" ", 1)[0])
     with warnings.catch_warnings():  # "intended for debugging purposes only": so it is
@@ -291,7 +291,7 @@ def compare_cli(name: str, cli: dict[str, dict], api: dict) -> Agreement:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.arm64_probe")
+    parser = argparse.ArgumentParser(prog="python -m fmnist_edge.benchmarks.pi_probe")
     sub = parser.add_subparsers(dest="command", required=True)
     images = sub.add_parser("images", help="write the fixed image set")
     images.add_argument("out_dir", type=Path)

@@ -1,0 +1,76 @@
+"""The distribution as a user gets it: a wheel built from this checkout owns one import name,
+ships the bundled model and none of the repository's tools, and classifies images from a
+fresh virtual environment in which TensorFlow cannot be imported. Offline: the venv borrows the
+machine's numpy, Pillow and LiteRT (--system-site-packages) and installs only the wheel."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    proc = subprocess.run([*cmd, "-w", str(out), str(REPO)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (path,) = out.glob("fmnist_edge-*.whl")
+    return path
+
+
+def test_wheel_owns_one_import_name_and_no_tools(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"fmnist_edge"}
+    assert "fmnist_edge/edge_runtime/models/default.tflite" in names
+    assert "fmnist_edge/benchmarks/pi_probe.py" in names  # what the emulated Pi runs
+    assert not [n for n in names if "tools/" in n or "arm64" in n or "/tests/" in n]
+    for part in ("common", "dataset", "edge_runtime", "train", "export", "benchmarks"):
+        assert f"fmnist_edge/{part}/__init__.py" in names
+
+
+def test_wheel_classifies_without_tensorflow(wheel, tmp_path):
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, system_site_packages=True, with_pip=False)
+    py = env_dir / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps"]
+    proc = subprocess.run([*pip, "--no-index", str(wheel)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    blocker = tmp_path / "no-tf"  # first on sys.path: `import tensorflow` fails, as on a Pi
+    blocker.mkdir()
+    for name in ("tensorflow", "keras"):
+        (blocker / f"{name}.py").write_text(f"raise ImportError('no {name} on this device')\n")
+    env = {"PYTHONPATH": str(blocker), "PATH": f"{env_dir / 'bin'}:/usr/bin:/bin"}
+    examples = REPO / "docs" / "examples"
+    proc = subprocess.run(
+        [str(env_dir / "bin" / "fmnist-infer"), "--json", str(examples)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,  # not the checkout: nothing of it may be imported
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(rows) == 10 and sum(r["label"] == "Ankle boot" for r in rows) == 1
+    where = subprocess.run(
+        [str(py), "-c", "import fmnist_edge, tools; print(fmnist_edge.__file__)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert "No module named 'tools'" in where.stderr  # the emulated-Pi machinery is not there
+    probe = [str(py), "-c", "import fmnist_edge; print(fmnist_edge.__file__)"]
+    out = subprocess.run(probe, capture_output=True, text=True, env=env, cwd=tmp_path).stdout
+    assert out.startswith(str(env_dir))

@@ -17,9 +17,11 @@ bombs. Every failure is an ImageError naming the file.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -58,15 +60,56 @@ def check_mode(mode: str) -> str:
 # --- opening -------------------------------------------------------------------------------
 
 
-def _describe_unreadable(path: Path) -> str:
-    with open(path, "rb") as fh:
-        head = fh.read(8)
+class NotAnImageError(ImageError):
+    """The bytes are in no image format Pillow recognises (or are empty)."""
+
+
+class CorruptImageError(ImageError):
+    """A recognised format whose data is corrupt or cut short."""
+
+
+class ImageBombError(ImageError):
+    """Over Pillow's ``Image.MAX_IMAGE_PIXELS``: a possible decompression bomb."""
+
+
+def _unreadable(name: str, head: bytes) -> ImageError:
+    """Pillow recognised no format: say whether the file is empty, cut short or not an image."""
     if not head:
-        return "empty file (0 bytes)"
+        return NotAnImageError(f"{name}: empty file (0 bytes)")
     for magic, fmt in _MAGIC.items():
         if head.startswith(magic):
-            return f"corrupt or truncated {fmt} image"
-    return "not an image (unrecognised format)"
+            return CorruptImageError(f"{name}: corrupt or truncated {fmt} image")
+    return NotAnImageError(f"{name}: not an image (unrecognised format)")
+
+
+def _decode(fp: Path | BinaryIO, name: str, draft: bool, formats: tuple[str, ...] | None):
+    """Image.open and load frame 0 of ``fp``, every failure an ImageError naming ``name``."""
+    try:
+        # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; both are bombs here.
+        # The filter is restored on exit: no global state is left changed.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(fp, formats=formats)
+            if draft and img.format == "JPEG" and max(img.size) > 2 * _DRAFT_SIDE:
+                img.draft(None, (_DRAFT_SIDE, _DRAFT_SIDE))
+            img.load()  # frame 0 only: an animation's later frames are never decoded
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageBombError(
+            f"{name}: image too large, possible decompression bomb ({exc})"
+        ) from None
+    except Image.UnidentifiedImageError:
+        if isinstance(fp, Path):
+            with open(fp, "rb") as fh:
+                head = fh.read(8)
+        else:
+            fp.seek(0)
+            head = fp.read(8)
+        raise _unreadable(name, head) from None
+    except PermissionError:
+        raise ImageError(f"{name}: permission denied") from None
+    except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, struct.error...
+        raise CorruptImageError(f"{name}: corrupt or truncated image ({exc})") from None
+    return img
 
 
 def open_image(path: str | os.PathLike, *, draft: bool = True) -> Image.Image:
@@ -78,24 +121,15 @@ def open_image(path: str | os.PathLike, *, draft: bool = True) -> Image.Image:
         raise ImageError(f"{path}: file not found")
     if path.is_dir():
         raise ImageError(f"{path}: is a directory")
-    try:
-        # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; both are bombs here.
-        # The filter is restored on exit: no global state is left changed.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
-            if draft and img.format == "JPEG" and max(img.size) > 2 * _DRAFT_SIDE:
-                img.draft(None, (_DRAFT_SIDE, _DRAFT_SIDE))
-            img.load()  # frame 0 only: an animation's later frames are never decoded
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{path}: image too large, possible decompression bomb ({exc})") from None
-    except Image.UnidentifiedImageError:
-        raise ImageError(f"{path}: {_describe_unreadable(path)}") from None
-    except PermissionError:
-        raise ImageError(f"{path}: permission denied") from None
-    except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, struct.error...
-        raise ImageError(f"{path}: corrupt or truncated image ({exc})") from None
-    return img
+    return _decode(path, str(path), draft, None)
+
+
+def open_image_bytes(
+    data: bytes, name: str, *, draft: bool = True, formats: tuple[str, ...] | None = None
+) -> Image.Image:
+    """``open_image`` for bytes in memory (an upload): nothing is written to disk. ``formats``
+    limits the decoders Pillow may try (a server should not hand strangers' bytes to all)."""
+    return _decode(io.BytesIO(data), name, draft, formats)
 
 
 def _oriented(img: Image.Image) -> Image.Image:

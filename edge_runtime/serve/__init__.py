@@ -1,0 +1,13 @@
+"""fmnist-serve: the Classifier as a small HTTP service (Starlette on uvicorn), with a web page.
+
+    settings.py  what to serve and how (a frozen dataclass), the bearer token, size parsing
+    workers.py   the worker threads, each with its own Classifier (interpreters are not
+                 thread-safe), and what one classification returns
+    uploads.py   the request body: size limit, read deadline, raw or multipart, in memory only
+    metrics.py   counters and latency percentiles in Prometheus' text format
+    app.py       the ASGI app built from settings: routes, auth, JSON errors; no I/O
+    server.py    uvicorn with timeouts for slow clients and a graceful SIGTERM
+    cli.py       the fmnist-serve command
+
+Needs the ``[serve]`` extra (starlette, uvicorn, python-multipart); never TensorFlow.
+"""

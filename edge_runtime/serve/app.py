@@ -1,0 +1,215 @@
+"""The ASGI app: five routes, one guard in front of them, every error a JSON body.
+
+    GET  /              the page (static/index.html): drop a photo, see the top 3
+    GET  /healthz       {"status": "ok"}: always open, for systemd and monitors
+    GET  /metrics       Prometheus text: requests, errors by kind, latency percentiles
+    GET  /v1/model      the model's name, sha256, class names, input contract
+    POST /v1/classify   a raw body or multipart ``image`` fields; ?top_k=1..10&mode=auto|raw|photo
+
+The guard (``Guard``) times and counts every request, checks the bearer token (constant-time)
+and, on a loopback address, the Host header (so that a web page cannot reach the server through
+DNS rebinding), adds security headers, and turns any exception into a JSON 500 that the log
+explains: a bug answers one request badly and never stops the server. Building the app does no
+work beyond reading the page; the Classifiers come in ``pool``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from importlib import resources
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from fmnist_edge.edge_runtime.preprocess import (
+    CorruptImageError,
+    ImageBombError,
+    ImageError,
+    NotAnImageError,
+)
+
+from .metrics import PATHS, Metrics
+from .settings import ServeSettings, is_loopback
+from .uploads import Problem, parse_options, read_body, split_uploads
+from .workers import ClassifierPool
+
+log = logging.getLogger("fmnist_edge.edge_runtime.serve")
+OPEN_PATHS = frozenset({"/", "/healthz"})  # the page holds no data; it asks for the token
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "img-src blob: data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"cache-control", b"no-store"),
+    (b"referrer-policy", b"no-referrer"),
+]
+_IMAGE_PROBLEMS = (  # ImageError subclass -> (status, kind); the rest: 422 bad_image
+    (NotAnImageError, 415, "not_image"),
+    (CorruptImageError, 422, "truncated"),
+    (ImageBombError, 422, "bomb"),
+)
+
+
+def problem_response(problem: Problem, close: bool = False) -> JSONResponse:
+    """The JSON body of every refusal: {"error": kind, "message": one line, "status": code}."""
+    headers = {"connection": "close"} if close else {}
+    if problem.status == 401:
+        headers["www-authenticate"] = 'Bearer realm="fmnist-serve"'
+    body = {"error": problem.kind, "message": problem.message, "status": problem.status}
+    return JSONResponse(body, problem.status, headers=headers)
+
+
+def _image_problem(exc: ImageError) -> Problem:
+    for cls, status, kind in _IMAGE_PROBLEMS:
+        if isinstance(exc, cls):
+            return Problem(status, kind, str(exc))
+    return Problem(422, "bad_image", str(exc))
+
+
+def _host_name(value: str) -> str:
+    """'127.0.0.1:8000' -> '127.0.0.1', '[::1]:80' -> '::1'."""
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+class Guard:
+    """Pure ASGI middleware in front of the routes: metrics, Host and token checks, headers,
+    and the last line of defence that turns an exception into a 500."""
+
+    def __init__(self, app: Any, settings: ServeSettings, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+        self.token = settings.token.encode() if settings.token else None
+        self.hosts = None  # names the Host header may carry; None: any
+        if is_loopback(settings.host):
+            self.hosts = {"localhost", "127.0.0.1", "::1", settings.host.strip("[]").lower()}
+
+    def _refusal(self, scope: dict) -> Problem | None:
+        headers = dict(scope["headers"])
+        host = headers.get(b"host")
+        if self.hosts is not None and host is not None:
+            name = _host_name(host.decode("latin-1").lower())
+            if name not in self.hosts and not name.startswith("127."):
+                return Problem(400, "bad_host", f"Host {name[:60]!r} is not this server's name")
+        if self.token is None or scope["path"] in OPEN_PATHS:
+            return None
+        scheme, _, given = headers.get(b"authorization", b"").partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.token):
+            return Problem(401, "unauthorized", "a valid bearer token is required")
+        return None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        state = scope.setdefault("state", {})
+        response = {"status": 500, "started": False}
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                response["status"], response["started"] = message["status"], True
+                message = {**message, "headers": [*message.get("headers", ()), *_HEADERS]}
+            await send(message)
+
+        self.metrics.in_flight += 1
+        try:
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                state["error_kind"] = refusal.kind
+                await problem_response(refusal)(scope, receive, send_with_headers)
+            else:
+                await self.app(scope, receive, send_with_headers)
+        except Exception:
+            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            state["error_kind"] = "internal"
+            if not response["started"]:
+                bug = Problem(500, "internal", "internal server error (the server log has more)")
+                await problem_response(bug, close=True)(scope, receive, send_with_headers)
+        finally:
+            self.metrics.in_flight -= 1
+            path = scope["path"] if scope["path"] in PATHS else "other"
+            elapsed = time.perf_counter() - start
+            self.metrics.observe(path, response["status"], elapsed, state.get("error_kind"))
+
+
+def build_app(settings: ServeSettings, pool: ClassifierPool, metrics: Metrics | None = None):
+    """The Starlette app serving ``pool``'s model under ``settings`` (already checked)."""
+    metrics = metrics or Metrics()
+    page = resources.files(__package__).joinpath("static/index.html").read_bytes()
+
+    async def index(request: Request) -> Response:
+        return Response(
+            page,
+            media_type="text/html; charset=utf-8",
+            headers={"content-security-policy": PAGE_POLICY},
+        )
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "model": pool.model_name})
+
+    async def model(request: Request) -> Response:
+        return JSONResponse(pool.info)
+
+    async def metrics_text(request: Request) -> Response:
+        return PlainTextResponse(
+            metrics.render(pool.info), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    async def classify(request: Request) -> Response:
+        start = time.perf_counter()
+        body_read = False
+        try:
+            mode, top_k = parse_options(request.query_params, pool.num_classes)
+            body = await read_body(request, settings.max_body, settings.body_timeout)
+            body_read = True
+            uploads = split_uploads(
+                body, request.headers.get("content-type", ""), settings.max_images
+            )
+            try:
+                results = await pool.classify(uploads, mode, top_k)
+            except ImageError as exc:
+                raise _image_problem(exc) from None
+        except Problem as problem:
+            request.state.error_kind = problem.kind
+            return problem_response(problem, close=not body_read)
+        metrics.images += len(results)
+        total_ms = (time.perf_counter() - start) * 1000.0
+        return JSONResponse(
+            results[0] if len(results) == 1 else results,
+            headers={"server-timing": f"total;dur={total_ms:.3f}"},
+        )
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+        message = {
+            404: f"nothing at {request.url.path[:60]}: see / for the page, POST /v1/classify",
+            405: f"{request.method} is not allowed on {request.url.path}",
+        }.get(exc.status_code, str(exc.detail))
+        request.state.error_kind = kind
+        response = problem_response(Problem(exc.status_code, kind, message))
+        response.headers.update(exc.headers or {})
+        return response
+
+    routes = [
+        Route("/", index),
+        Route("/healthz", healthz),
+        Route("/metrics", metrics_text),
+        Route("/v1/model", model),
+        Route("/v1/classify", classify, methods=["POST"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(Guard, settings=settings, metrics=metrics)],
+        exception_handlers={HTTPException: http_error},
+    )

@@ -1,0 +1,134 @@
+"""Run the app on uvicorn: timeouts for slow clients, a connection limit, a graceful SIGTERM.
+
+Slow clients: uvicorn closes idle keep-alive connections (``keep_alive``) and caps header size,
+but it waits forever for a request head that never completes; ``_with_head_timeout`` closes a
+connection that has not sent a whole head ``header_timeout`` seconds after connecting or after
+its last response. The body has its own deadline in the app (408). Beyond ``max_connections``
+uvicorn answers 503. On SIGTERM (systemd's stop) uvicorn stops accepting, lets the requests in
+flight finish (up to ``graceful_timeout`` s), and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+from PIL import Image
+
+from .app import build_app
+from .metrics import Metrics
+from .settings import ServeSettings, check_settings
+from .workers import ClassifierPool
+
+log = logging.getLogger("fmnist_edge.edge_runtime.serve")
+MAX_HEAD_BYTES = 16 * 1024  # request line and headers
+
+
+def _with_head_timeout(base: type, seconds: float) -> type:
+    """``base`` (uvicorn's h11 or httptools protocol) closing connections whose request head
+    has not arrived ``seconds`` after connecting or after the previous response."""
+
+    class HeadTimeoutProtocol(base):  # type: ignore[misc, valid-type]
+        _head_timer = None
+
+        def _arm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            waiting_after = self.cycle  # a new request replaces it
+
+            def expire() -> None:
+                if self.cycle is waiting_after and not self.transport.is_closing():
+                    self.transport.close()
+
+            self._head_timer = self.loop.call_later(seconds, expire)
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            super().connection_lost(exc)
+
+    return HeadTimeoutProtocol
+
+
+def http_protocol(header_timeout: float) -> type:
+    """uvicorn's choice (httptools when installed, else the pure-Python h11), with the timeout."""
+    try:
+        import httptools  # noqa: F401
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    except ImportError:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+    return _with_head_timeout(base, header_timeout)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn.Server that reports the address it really listens on (``--port 0``)."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[str], None] | None):
+        super().__init__(config)
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_ready is not None:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            self.on_ready(f"http://{f'[{host}]' if ':' in host else host}:{port}")
+
+
+def _exit_cleanly(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def uvicorn_config(settings: ServeSettings, app: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http=http_protocol(settings.header_timeout),
+        lifespan="off",
+        access_log=settings.access_log,
+        log_level="info",
+        server_header=False,
+        proxy_headers=False,  # the client's address is the socket's, never a header's
+        timeout_keep_alive=settings.keep_alive,
+        timeout_graceful_shutdown=settings.graceful_timeout,
+        limit_concurrency=settings.max_connections,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+    )
+
+
+def serve(
+    settings: ServeSettings,
+    pool: ClassifierPool | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve ``pool`` (built from ``settings`` when None) until SIGTERM or SIGINT, then close
+    it. ``on_ready`` gets the URL once the socket listens. Raises UsageError or ModelError
+    before listening when the settings or the model are wrong."""
+    check_settings(settings)
+    # open_image_bytes turns Pillow's bomb warning into an error inside warnings.catch_warnings,
+    # which swaps a process-wide filter list; with workers in threads, another thread may
+    # restore the list mid-decode. Setting the same filter for the whole process keeps every
+    # list they restore strict.
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
+    pool = pool or ClassifierPool(settings)
+    try:
+        server = _Server(uvicorn_config(settings, build_app(settings, pool, Metrics())), on_ready)
+        if threading.current_thread() is threading.main_thread():
+            # uvicorn drains, then re-raises the signal it caught: let SIGTERM end in exit 0
+            signal.signal(signal.SIGTERM, _exit_cleanly)
+        server.run()  # a port in use: uvicorn logs one line and exits 1
+    finally:
+        pool.close()

@@ -1,0 +1,124 @@
+"""Where images are decoded and classified: a few worker threads, each with its own Classifier.
+
+A Classifier (a TFLite interpreter) is not thread-safe. The two safe designs are one shared
+interpreter behind a lock, or one interpreter per worker thread; this is the second. LiteRT's
+``invoke`` and Pillow's decoders release the GIL, so on a Pi's four cores two to four requests
+really do run at once, while a lock would serialize them. An interpreter for a model this size
+costs a few MiB, so ``workers`` of them are cheap. Each thread takes one Classifier when it
+starts and only ever uses that one: no lock, nothing shared between threads but the job queue.
+The event loop stays free to accept and parse requests while the workers compute; requests
+beyond ``workers`` wait in the executor's queue (uvicorn's connection limit bounds it).
+
+Decoding happens here too, not on the event loop: a large photo takes tens of milliseconds to
+decode on a Pi and must not stall every other connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmnist_edge.edge_runtime.classifier import Classifier, read_model_bytes
+from fmnist_edge.edge_runtime.preprocess import open_image_bytes
+
+from .settings import ServeSettings
+
+# Decoders offered to strangers' bytes: the formats a camera, phone or browser produces. Pillow's
+# rarer plugins (EPS hands data to Ghostscript, for one) are never tried on an upload.
+UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
+
+
+def model_info(settings: ServeSettings, clf: Classifier) -> dict[str, Any]:
+    """What GET /v1/model answers: the model's name, hash, class names and input contract."""
+    content, _ = read_model_bytes(settings.model)
+    meta = clf.metadata or {}
+    provenance = meta.get("provenance") or {}
+    return {
+        "name": Path(settings.model).name if settings.model else "default.tflite (bundled)",
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "bytes": len(content),
+        "format": meta.get("format"),  # the metadata record's version; None: a bare .tflite
+        "runtime": clf.runtime,
+        "class_names": list(clf.class_names),
+        "input": {
+            **(meta.get("input") or {"shape": [1, 28, 28, 1], "layout": "NHWC"}),
+            "dtype": clf.input_dtype,
+        },
+        "output": {"values": clf.output_values},
+        "normalization": meta.get("normalization"),
+        "quantization": (meta.get("quantization") or {}).get("mode"),
+        "arch": provenance.get("arch"),
+        "training_metrics": provenance.get("training_metrics"),
+        "validation": meta.get("validation"),
+    }
+
+
+class ClassifierPool:
+    """``settings.workers`` threads, each holding its own Classifier for its whole life.
+
+    The Classifiers are built here, in the caller's thread, so that a bad model stops the
+    server before it listens; ``close()`` waits for the jobs still running.
+    """
+
+    def __init__(self, settings: ServeSettings):
+        self.settings = settings
+        self._spare: queue.SimpleQueue[Classifier] = queue.SimpleQueue()
+        first = None
+        for _ in range(settings.workers):
+            clf = Classifier(settings.model, threads=settings.threads, runtime=settings.runtime)
+            clf.predict_proba(np.zeros((1, 28, 28), np.uint8))  # the first invoke is slow
+            first = first or clf
+            self._spare.put(clf)
+        self.info = model_info(settings, first)
+        self.num_classes = len(first.class_names)
+        self.model_name = self.info["name"]
+        self._local = threading.local()
+        self._executor = ThreadPoolExecutor(
+            max_workers=settings.workers,
+            thread_name_prefix="fmnist-serve-worker",
+            initializer=self._adopt,
+        )
+
+    def _adopt(self) -> None:
+        # The executor starts at most max_workers threads, one per Classifier put above.
+        self._local.clf = self._spare.get_nowait()
+
+    def _classify(
+        self, uploads: list[tuple[str, bytes]], mode: str, top_k: int
+    ) -> list[dict[str, Any]]:
+        """In a worker thread: decode and classify each upload in order (ImageError stops)."""
+        clf: Classifier = self._local.clf
+        results = []
+        for name, data in uploads:
+            start = time.perf_counter()
+            img = open_image_bytes(data, name, draft=mode != "raw", formats=UPLOAD_FORMATS)
+            pred = clf.predict(img, mode=mode, top_k=top_k)
+            results.append(
+                {
+                    "label": pred.label,
+                    "index": pred.index,
+                    "score": pred.score,
+                    "top_k": [{"label": label, "score": p} for label, p in pred.top_k],
+                    "model": self.model_name,
+                    "ms": round((time.perf_counter() - start) * 1000.0, 3),
+                }
+            )
+        return results
+
+    async def classify(
+        self, uploads: list[tuple[str, bytes]], mode: str, top_k: int
+    ) -> list[dict[str, Any]]:
+        """Decode and classify ``uploads`` in a worker; one result dict per upload, in order."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._classify, uploads, mode, top_k)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)

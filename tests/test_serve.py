@@ -1,0 +1,397 @@
+"""fmnist-serve through a real uvicorn process on a free 127.0.0.1 port: every endpoint, every
+bad input, auth on and off, the body limit, slow clients, a bug, and SIGTERM draining a request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+import time
+
+import pytest
+
+pytest.importorskip("starlette", reason="fmnist-serve needs the [serve] extra")
+pytest.importorskip("uvicorn", reason="fmnist-serve needs the [serve] extra")
+pytest.importorskip("python_multipart", reason="fmnist-serve needs the [serve] extra")
+
+from click.testing import CliRunner  # noqa: E402
+from serve_helpers import (  # noqa: E402
+    ANKLE_BOOT,
+    CLI,
+    TROUSER,
+    bomb_png,
+    call,
+    multipart,
+    start_server,
+    wait_for,
+)
+
+from fmnist_edge.common.errors import UsageError  # noqa: E402
+from fmnist_edge.edge_runtime.serve.settings import (  # noqa: E402
+    TOKEN_ENV,
+    ServeSettings,
+    check_settings,
+    is_loopback,
+    parse_size,
+    read_token,
+)
+
+TOKEN = "t0k3n-for-tests-" + "x" * 24
+MAX_BODY = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = start_server(
+        ["--max-body", "64K", "--header-timeout", "1", "--body-timeout", "2", "--max-images", "4"]
+    )
+    yield srv
+    assert srv.stop() == 0, srv.stderr()
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory):
+    token_file = tmp_path_factory.mktemp("serve") / "token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)
+    srv = start_server(["--token-file", str(token_file), "--workers", "1"])
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def reference():
+    from fmnist_edge import Classifier
+
+    clf = Classifier()
+    return {path.name: clf.predict(path, top_k=3) for path in (ANKLE_BOOT, TROUSER)}
+
+
+def _post(server, body, query="", headers=None, **kw):
+    return call(server, "POST", "/v1/classify" + query, body, headers, **kw)
+
+
+def _assert_problem(reply, status, kind):
+    assert reply.status == status, reply.body
+    problem = reply.json()
+    assert problem["error"] == kind and problem["status"] == status
+    assert problem["message"] and "\n" not in problem["message"]
+    return problem["message"]
+
+
+# --- endpoints --------------------------------------------------------------------------------
+
+
+def test_healthz_and_page(server):
+    health = call(server, "GET", "/healthz")
+    assert health.status == 200 and health.json()["status"] == "ok"
+    page = call(server, "GET", "/")
+    assert page.status == 200 and page.headers["content-type"].startswith("text/html")
+    assert b'<input id="file" type="file"' in page.body
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert b"http://" not in page.body and b"https://" not in page.body  # no CDN, nothing remote
+    assert page.headers["x-content-type-options"] == "nosniff"
+
+
+def test_model_metadata(server):
+    from importlib import resources
+
+    bundled = resources.files("fmnist_edge.edge_runtime").joinpath("models/default.tflite")
+    info = call(server, "GET", "/v1/model").json()
+    assert info["sha256"] == hashlib.sha256(bundled.read_bytes()).hexdigest()
+    assert len(info["class_names"]) == 10 and info["class_names"][9] == "Ankle boot"
+    assert info["input"]["shape"] == [1, 28, 28, 1] and info["input"]["dtype"] == "int8"
+    assert info["format"] == "fmnist-edge/1"
+
+
+def test_classify_raw_body_matches_in_process(server, reference):
+    reply = _post(server, ANKLE_BOOT.read_bytes(), headers={"Content-Type": "image/png"})
+    assert reply.status == 200, reply.body
+    result = reply.json()
+    expected = reference[ANKLE_BOOT.name]
+    assert result["label"] == expected.label == "Ankle boot" and result["index"] == 9
+    assert result["score"] == pytest.approx(expected.score, abs=1e-6)
+    assert [t["label"] for t in result["top_k"]] == [label for label, _ in expected.top_k]
+    assert result["model"] and result["ms"] > 0
+    assert reply.headers["server-timing"].startswith("total;dur=")
+
+
+def test_classify_multipart_keeps_order_and_options(server, reference):
+    body, ctype = multipart(
+        [
+            ("image", "boot.png", ANKLE_BOOT.read_bytes()),
+            ("note", "", b"ignored"),
+            ("image", "trouser.png", TROUSER.read_bytes()),
+        ]
+    )
+    reply = _post(server, body, "?top_k=1&mode=raw", {"Content-Type": ctype})
+    assert reply.status == 200, reply.body
+    results = reply.json()
+    assert [r["label"] for r in results] == ["Ankle boot", "Trouser"]
+    assert all(len(r["top_k"]) == 1 for r in results)
+    one, ctype = multipart([("image", "trouser.png", TROUSER.read_bytes())])
+    single = _post(server, one, "?top_k=10", {"Content-Type": ctype}).json()
+    assert single["label"] == "Trouser" and len(single["top_k"]) == 10  # one image: an object
+
+
+# --- bad input: one JSON line each, and the server keeps serving ------------------------------
+
+
+def test_bad_inputs_get_4xx_json(server):
+    png = ANKLE_BOOT.read_bytes()
+    cases = [
+        (b"", "", 400, "empty"),
+        (b"hello, not an image at all", "", 415, "not_image"),
+        (png[: len(png) // 2], "", 422, "truncated"),
+        (bomb_png(), "", 422, "bomb"),
+        (png, "?mode=sideways", 400, "bad_mode"),
+        (png, "?top_k=0", 400, "bad_top_k"),
+        (png, "?top_k=11", 400, "bad_top_k"),
+        (png, "?top_k=three", 400, "bad_top_k"),
+        (png, "?mode=raw&top_k=3", 200, None),  # control: a good one in between
+    ]
+    for body, query, status, kind in cases:
+        reply = _post(server, body, query)
+        if kind is None:
+            assert reply.status == status and reply.json()["label"] == "Ankle boot"
+        else:
+            message = _assert_problem(reply, status, kind)
+            if kind == "bomb":
+                assert "decompression bomb" in message
+            if kind == "truncated":
+                assert "truncated" in message
+
+
+def test_multipart_problems(server):
+    png = ANKLE_BOOT.read_bytes()
+    body, ctype = multipart([("picture", "a.png", png)])
+    _assert_problem(_post(server, body, headers={"Content-Type": ctype}), 400, "no_image")
+    body, ctype = multipart([("image", "a.png", png), ("image", "empty.png", b"")])
+    message = _assert_problem(_post(server, body, headers={"Content-Type": ctype}), 400, "empty")
+    assert "image 2 (empty.png)" in message
+    body, ctype = multipart([("image", "a.png", png), ("image", "b.txt", b"plain text")])
+    message = _assert_problem(
+        _post(server, body, headers={"Content-Type": ctype}), 415, "not_image"
+    )
+    assert message.startswith("image 2 (b.txt)")
+    body, ctype = multipart([("image", f"{i}.png", png) for i in range(5)])  # --max-images 4
+    _assert_problem(_post(server, body, headers={"Content-Type": ctype}), 413, "too_many_images")
+    _assert_problem(_post(server, body[:-40], headers={"Content-Type": ctype}), 400, "bad_request")
+
+
+def test_body_limit(server):
+    big = b"\x89PNG" + b"\0" * MAX_BODY  # one byte over 64 KiB
+    message = _assert_problem(_post(server, big), 413, "too_large")
+    assert "65,536" in message
+    _assert_problem(_post(server, big, chunked=True), 413, "too_large")  # no Content-Length
+    ok = _post(server, b"\x89PNG" + b"\0" * (MAX_BODY - 4))  # at the limit: read, then judged
+    _assert_problem(ok, 422, "truncated")
+
+
+def test_unknown_routes_and_methods(server):
+    _assert_problem(call(server, "GET", "/v2/anything"), 404, "not_found")
+    reply = call(server, "GET", "/v1/classify")
+    _assert_problem(reply, 405, "method_not_allowed")
+    assert "POST" in reply.headers["allow"]
+
+
+def test_foreign_host_header_refused(server):
+    reply = call(server, "GET", "/v1/model", headers={"Host": "attacker.example:8000"})
+    _assert_problem(reply, 400, "bad_host")
+    assert call(server, "GET", "/v1/model", headers={"Host": "localhost:1"}).status == 200
+
+
+def test_metrics_count_requests_and_errors(server):
+    _post(server, b"not an image")
+    _post(server, ANKLE_BOOT.read_bytes())
+    reply = call(server, "GET", "/metrics")
+    assert reply.status == 200 and reply.headers["content-type"].startswith("text/plain")
+    text = reply.body.decode()
+
+    def value(series):
+        match = re.search(rf"^{re.escape(series)} (\S+)$", text, re.M)
+        assert match, series
+        return float(match.group(1))
+
+    assert value('fmnist_serve_requests_total{path="/v1/classify",code="200"}') >= 1
+    assert value('fmnist_serve_errors_total{kind="not_image"}') >= 1
+    assert value('fmnist_serve_errors_total{kind="unauthorized"}') == 0
+    assert value("fmnist_serve_classify_seconds_count") >= 2
+    p50 = value('fmnist_serve_classify_seconds{quantile="0.5"}')
+    assert 0 < p50 <= value('fmnist_serve_classify_seconds{quantile="0.99"}')
+    assert value("fmnist_serve_images_total") >= 1
+
+
+# --- slow clients -----------------------------------------------------------------------------
+
+
+def test_silent_connection_closed_after_header_timeout(server):
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        start = time.monotonic()
+        assert sock.recv(1) == b""  # closed by the server (--header-timeout 1)
+        assert time.monotonic() - start < 8
+
+
+def test_slow_body_gets_408(server):
+    with socket.create_connection((server.host, server.port), timeout=15) as sock:
+        sock.sendall(
+            b"POST /v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
+            + ANKLE_BOOT.read_bytes()[:10]
+        )
+        start = time.monotonic()
+        head = sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 408"), head
+        assert b'"error":"timeout"' in head
+        assert 1.5 < time.monotonic() - start < 12  # --body-timeout 2
+
+
+# --- auth -------------------------------------------------------------------------------------
+
+
+def test_auth_on(auth_server):
+    png = ANKLE_BOOT.read_bytes()
+    reply = _post(auth_server, png)
+    _assert_problem(reply, 401, "unauthorized")
+    assert reply.headers["www-authenticate"].startswith("Bearer")
+    _assert_problem(
+        _post(auth_server, png, headers={"Authorization": "Bearer wrong"}), 401, "unauthorized"
+    )
+    _assert_problem(_post(auth_server, png, headers={"Authorization": TOKEN}), 401, "unauthorized")
+    good = {"Authorization": f"Bearer {TOKEN}"}
+    assert _post(auth_server, png, headers=good).json()["label"] == "Ankle boot"
+    assert call(auth_server, "GET", "/healthz").status == 200  # open for monitors
+    assert call(auth_server, "GET", "/").status == 200  # the page asks for the token itself
+    _assert_problem(call(auth_server, "GET", "/v1/model"), 401, "unauthorized")
+    _assert_problem(call(auth_server, "GET", "/metrics"), 401, "unauthorized")
+    text = call(auth_server, "GET", "/metrics", headers=good).body.decode()
+    assert re.search(
+        r'^fmnist_serve_errors_total\{kind="unauthorized"\} ([5-9]|\d\d+)$', text, re.M
+    ), text
+
+
+def test_auth_off_by_default_on_loopback(server):
+    assert server.host == "127.0.0.1"
+    assert _post(server, ANKLE_BOOT.read_bytes()).status == 200
+    assert "no token" in server.stderr()
+
+
+def test_cli_refuses_exposed_host_without_token(tmp_path):
+    from fmnist_edge.edge_runtime.serve.cli import main
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["--host", "0.0.0.0"], env={TOKEN_ENV: None})
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: --host 0.0.0.0 is reachable from other machines: give a token with "
+        f"--token-file or ${TOKEN_ENV}, or pass --no-auth to serve it without one"
+    ]
+    missing = runner.invoke(main, ["--token-file", str(tmp_path / "nope")], env={TOKEN_ENV: None})
+    assert missing.exit_code == 2 and "nope: file not found" in missing.output
+    (tmp_path / "short").write_text("abc\n")
+    short = runner.invoke(main, ["--token-file", str(tmp_path / "short")], env={TOKEN_ENV: None})
+    assert short.exit_code == 2 and "at least 16" in short.output
+    both = runner.invoke(main, ["--no-auth"], env={TOKEN_ENV: TOKEN})
+    assert both.exit_code == 2 and "conflict" in both.output
+    size = runner.invoke(main, ["--max-body", "lots"], env={TOKEN_ENV: None})
+    assert size.exit_code == 2 and "--max-body 'lots'" in size.output
+
+
+def test_settings_library():
+    assert read_token(None, {TOKEN_ENV: f"  {TOKEN}\n"}) == TOKEN
+    assert read_token(None, {}) is None
+    assert parse_size("4M") == 4 * 1024 * 1024 and parse_size("512k") == 512 * 1024
+    assert parse_size("1048576") == 1048576 and parse_size("2MiB") == 2 * 1024 * 1024
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.20")
+    check_settings(ServeSettings(host="0.0.0.0", no_auth=True))  # explicit: allowed
+    check_settings(ServeSettings(host="0.0.0.0", token=TOKEN))
+    with pytest.raises(UsageError, match="--host ::"):
+        check_settings(ServeSettings(host="::"))
+    assert TOKEN not in repr(ServeSettings(token=TOKEN))  # never in a log line
+
+
+# --- a bug answers 500 and the server lives on -------------------------------------------------
+
+BUGGY = """
+import sys
+from fmnist_edge.edge_runtime.serve.server import serve
+from fmnist_edge.edge_runtime.serve.settings import ServeSettings
+from fmnist_edge.edge_runtime.serve.workers import ClassifierPool
+
+
+class BuggyPool(ClassifierPool):
+    def _classify(self, uploads, mode, top_k):
+        if uploads[0][1].startswith(b"BUG"):
+            raise ZeroDivisionError("a deliberate bug")
+        return super()._classify(uploads, mode, top_k)
+
+
+settings = ServeSettings(port=0)
+serve(settings, BuggyPool(settings), lambda url: print("listening on", url, file=sys.stderr,
+                                                       flush=True))
+"""
+
+
+def test_bug_answers_500_json_and_server_survives(tmp_path):
+    script = tmp_path / "buggy.py"
+    script.write_text(BUGGY)
+    import sys
+
+    srv = start_server(cmd=[sys.executable, str(script)])
+    try:
+        for _ in range(3):
+            _assert_problem(_post(srv, b"BUG in the body"), 500, "internal")
+        assert _post(srv, ANKLE_BOOT.read_bytes()).json()["label"] == "Ankle boot"
+        text = call(srv, "GET", "/metrics").body.decode()
+        assert 'fmnist_serve_errors_total{kind="internal"} 3' in text
+        assert "ZeroDivisionError: a deliberate bug" in srv.stderr()  # the log explains it
+    finally:
+        assert srv.stop() == 0
+
+
+# --- SIGTERM drains the request in flight ------------------------------------------------------
+
+
+def test_sigterm_finishes_in_flight_request():
+    srv = start_server(["--graceful-timeout", "20"])
+    png = ANKLE_BOOT.read_bytes()
+    try:
+        with socket.create_connection((srv.host, srv.port), timeout=20) as sock:
+            sock.sendall(
+                b"POST /v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                + f"Content-Length: {len(png)}\r\n\r\n".encode()
+                + png[:100]
+            )
+            time.sleep(0.5)  # the request is in flight: its head arrived, its body has not
+            srv.proc.terminate()  # SIGTERM, as systemd's stop sends
+
+            def refused() -> bool:
+                try:
+                    socket.create_connection((srv.host, srv.port), timeout=1).close()
+                    return False
+                except OSError:
+                    return True
+
+            assert wait_for(refused, 10), "still accepting connections after SIGTERM"
+            assert srv.proc.poll() is None  # waiting for our request
+            sock.sendall(png[100:])
+            reply = b""
+            while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200"), reply
+        assert b'"label":"Ankle boot"' in reply
+        assert srv.proc.wait(20) == 0, srv.stderr()
+        assert "Shutting down" in srv.stderr()
+    finally:
+        srv.stop()
+
+
+def test_cli_help_is_fast_and_mentions_token():
+    import subprocess
+
+    out = subprocess.run([*CLI, "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "--token-file" in out.stdout and "--no-auth" in out.stdout

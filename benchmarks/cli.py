@@ -45,8 +45,9 @@ from .config import RUNTIMES, BenchConfig, default_threads
     "--results",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Also lay every run's numbers out as one table in this Markdown file (replacing the "
-    "text between its results markers), e.g. docs/results.md.",
+    help="Also lay every run's numbers out as one table in this Markdown file, between its "
+    "<!-- results:begin --> and <!-- results:end --> markers (a new file is created with them; "
+    "a file with text but no markers is refused before anything runs), e.g. docs/results.md.",
 )
 @click.option("--quick", is_flag=True, help="Smoke run: 1,000 test images, few timed runs.")
 @click.option(
@@ -133,9 +134,11 @@ def main(
     route_logging("fmnist.data", logging.INFO)  # a download says what it fetches
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any TensorFlow import
     from .progress import Bar
-    from .results import load_report, parse_spec, write_results
+    from .results import load_report, parse_spec, results_document, write_results
     from .runner import run_benchmark
 
+    if results is not None:
+        results_document(results)  # a file of prose is refused now, not after the measuring
     named = [parse_spec(spec, "RUN_DIR", plain_ok=True) for spec in run_dirs]
     if len(named) > 1 and (keras_path or tflite_paths or out):
         raise UsageError(

@@ -7,9 +7,10 @@
 
 Each report is one fmnist-bench run of one model; this module only lays their report.json
 numbers side by side (accuracy, int8 drop, size, MACs, latency p50 at 1 and 2 threads on
-ai-edge-litert, cold start), so the published table never holds a hand-copied number. When
---out already holds the markers below, only the text between them is replaced, so the prose
-around the table stays as written.
+ai-edge-litert, cold start), so the published table never holds a hand-copied number. A new
+(or empty) --out file gets the table between the markers below; in an existing one only the
+text between them is replaced, so the prose around the table stays as written. A file that
+holds text but not both markers is refused, untouched: nothing a user wrote is overwritten.
 """
 
 from __future__ import annotations
@@ -111,21 +112,44 @@ def results_markdown(reports: Sequence[tuple[str, dict[str, Any]]]) -> str:
 
 
 def splice(document: str, table_md: str) -> str:
-    """``document`` with the text between BEGIN and END replaced by ``table_md``; the table
-    alone when the document has no markers."""
+    """``document`` with the text between BEGIN and END replaced by ``table_md``. ValueError
+    when it lacks either marker (or has them the wrong way round)."""
     start, end = document.find(BEGIN), document.find(END)
     if start < 0 or end < start:
-        return table_md
+        raise ValueError(f"no {BEGIN} ... {END} markers")
     return f"{document[: start + len(BEGIN)]}\n{table_md}{document[end:]}"
 
 
-def write_results(out: Path, reports: Sequence[tuple[str, dict[str, Any]]]) -> None:
-    """Splice the table of ``reports`` into ``out`` (created when missing), atomically."""
+def results_document(out: Path, option: str = "--results") -> str:
+    """The text the table will be spliced into: ``out``'s own, or just the markers for a new or
+    empty file. UsageError, before anything is measured or written, for a file that holds text
+    but not both markers: it is someone's prose, and never replaced."""
+    if out.is_dir():
+        raise UsageError(f"{option} {out}: is a directory")
+    if not out.parent.is_dir():
+        raise UsageError(f"{option} {out}: its folder does not exist")
     try:
-        document = out.read_text() if out.is_file() else ""
+        document = out.read_text() if out.exists() else ""
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{out}: cannot read ({exc})") from None
-    atomic_write_text(out, splice(document, results_markdown(reports)))
+        raise UsageError(f"{option} {out}: cannot read ({exc})") from None
+    if not document.strip():
+        return f"{BEGIN}\n{END}\n"
+    try:
+        splice(document, "")
+    except ValueError:
+        raise UsageError(
+            f"{option} {out}: has text but not the {BEGIN} and {END} markers (both, in this "
+            "order); put them where the table belongs (the file was left unchanged)"
+        ) from None
+    return document
+
+
+def write_results(
+    out: Path, reports: Sequence[tuple[str, dict[str, Any]]], option: str = "--results"
+) -> None:
+    """Splice the table of ``reports`` between the markers of ``out`` (a new file: the markers
+    and the table), atomically; see ``results_document`` for what is refused."""
+    atomic_write_text(out, splice(results_document(out, option), results_markdown(reports)))
 
 
 def parse_spec(spec: str, what: str = "REPORT_DIR", plain_ok: bool = False) -> tuple[str, Path]:
@@ -146,17 +170,20 @@ def parse_spec(spec: str, what: str = "REPORT_DIR", plain_ok: bool = False) -> t
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write the table here (default: print it).",
+    help="Write the table between the results markers of this Markdown file (a new file: "
+    "created with them); a file with text but no markers is refused (default: print it).",
 )
 @debug_option
 @handle_errors
 def main(reports: tuple[str, ...], out: Path | None, debug: bool) -> None:
     """Lay out fmnist-bench reports, NAME=REPORT_DIR each, as one results table."""
+    if out is not None:
+        results_document(out, "--out")  # a file of prose is refused before reading reports
     loaded = [(name, load_report(path)) for name, path in map(parse_spec, reports)]
     if out is None:
         sys.stdout.write(results_markdown(loaded))
     else:
-        write_results(out, loaded)
+        write_results(out, loaded, "--out")
         click.echo(f"wrote {out}")
 
 

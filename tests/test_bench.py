@@ -346,4 +346,56 @@ def test_results_splice_keeps_the_prose_around_the_markers():
     doc = f"# Results\nintro\n{BEGIN}\nold table\n{END}\noutro\n"
     new = splice(doc, "| new |\n")
     assert new == f"# Results\nintro\n{BEGIN}\n| new |\n{END}\noutro\n"
-    assert splice("no markers here", "| t |\n") == "| t |\n"
+    with pytest.raises(ValueError, match="markers"):
+        splice("no markers here", "| t |\n")
+
+
+# --- --results never overwrites what a user wrote (issue 15, item 1) -------------------------
+
+REPORT = {
+    "results": [
+        {"format": "int8", "runtime": "ai-edge-litert", "threads": 1, "accuracy": 0.9,
+         "drop_pp": 0.1, "size_bytes": 1000, "macs": 5, "p50_ms": 0.25},
+    ],
+    "machine": {}, "source": "runs/x", "data": {"subset": "all"}, "created": "today",
+}
+
+
+def test_results_file_is_created_with_markers_then_only_between_them(tmp_path):
+    from fmnist_edge.benchmarks.results import BEGIN, END, write_results
+
+    doc = tmp_path / "results.md"
+    write_results(doc, [("first", REPORT)])
+    text = doc.read_text()
+    assert text.startswith(f"{BEGIN}\n") and text.endswith(f"{END}\n") and "| first " in text
+    doc.write_text(f"# Mine\n\n{text}\nwritten after\n")  # the user adds prose around it
+    write_results(doc, [("second", REPORT)])
+    text = doc.read_text()
+    assert text.startswith(f"# Mine\n\n{BEGIN}\n") and text.endswith(f"{END}\n\nwritten after\n")
+    assert "| second " in text and "| first " not in text
+    (tmp_path / "empty.md").write_text("\n")  # nothing written in it: filled like a new file
+    write_results(tmp_path / "empty.md", [("x", REPORT)])
+    assert BEGIN in (tmp_path / "empty.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "prose",
+    ["# My notes\n\nwritten by hand\n", "<!-- results:begin -->\nonly one marker\n",
+     "<!-- results:end -->\nreversed\n<!-- results:begin -->\n"],
+)
+def test_results_refuses_a_file_without_both_markers(tmp_path, prose):
+    from click.testing import CliRunner
+
+    from fmnist_edge.benchmarks import results
+
+    doc = tmp_path / "mynotes.md"
+    doc.write_text(prose)
+    with pytest.raises(UsageError, match="markers") as info:
+        results.write_results(doc, [("x", REPORT)])
+    assert str(doc) in str(info.value) and "\n" not in str(info.value)
+    assert doc.read_text() == prose and [p.name for p in tmp_path.iterdir()] == ["mynotes.md"]
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / "report.json").write_text(json.dumps(REPORT))
+    cli = CliRunner().invoke(results.main, [f"x={tmp_path / 'rep'}", "--out", str(doc)])
+    assert cli.exit_code == 2 and cli.output.count("\n") == 1 and "--out" in cli.output
+    assert doc.read_text() == prose

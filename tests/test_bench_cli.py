@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from click.testing import CliRunner
 
@@ -98,3 +99,21 @@ def test_several_runs_refuse_single_run_options(tmp_path, tiny_keras):
     assert result.exit_code == 2 and "single RUN_DIR" in result.output
     result = CliRunner().invoke(main, ["=nothing", "--quick"])
     assert result.exit_code == 2 and "NAME=RUN_DIR" in result.output
+
+
+# --- issue 15: what a new user hit ------------------------------------------------------------
+
+
+def test_results_without_markers_is_refused_before_measuring(tmp_path, tiny_keras):
+    """Item 1: a file of prose named by --results is never replaced by the table."""
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_keras, run / "model.keras")
+    notes = tmp_path / "mynotes.md"
+    notes.write_text("# My notes\n\nwritten by hand\n")
+    result = CliRunner().invoke(main, [str(run), "--results", str(notes), *FAST])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1 and result.output.startswith("error: --results ")
+    assert str(notes) in result.output and "markers" in result.output
+    assert notes.read_text() == "# My notes\n\nwritten by hand\n"
+    assert not (run / "bench").exists()  # refused before minutes of measuring, not after

@@ -88,8 +88,8 @@ def _load_tflite_runtime() -> Runtime:
     try:
         import tflite_runtime
     except ImportError as exc:
-        raise RuntimeUnavailable(
-            f"tflite-runtime is not installed ({exc}): pip install ai-edge-litert"
+        raise RuntimeUnavailable(  # its last release (2.14) needs numpy 1: say so in the fix
+            f"tflite-runtime is not installed ({exc}): pip install tflite-runtime 'numpy<2'"
         ) from None
     version = _version("tflite-runtime", tflite_runtime)
     # Every published tflite-runtime (the last is 2.14) was compiled against numpy 1: under

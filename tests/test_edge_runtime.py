@@ -382,3 +382,16 @@ def test_unknown_output_values_in_metadata_are_refused(tmp_path, tiny_tflite):
     odd.write_bytes(write_metadata(content, meta))
     with pytest.raises(ModelError, match=r"odd\.tflite: metadata output values 'log-prob"):
         Classifier(odd)
+
+
+# --- issue 15: what a new user hit ------------------------------------------------------------
+
+
+def test_missing_tflite_runtime_names_its_own_install(monkeypatch):
+    """Item 12: the fix for a missing tflite-runtime is that package, with the numpy it needs."""
+    monkeypatch.setitem(sys.modules, "tflite_runtime", None)
+    with pytest.raises(RuntimeUnavailable) as info:
+        load_runtime("tflite-runtime")
+    message = str(info.value)
+    assert message.startswith("tflite-runtime is not installed")
+    assert message.endswith("pip install tflite-runtime 'numpy<2'"), message

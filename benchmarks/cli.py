@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -133,6 +134,8 @@ def main(
     names a run in the --results table (default: the folder's name)."""
     route_logging("fmnist.data", logging.INFO)  # a download says what it fetches
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any TensorFlow import
+    from fmnist_edge.common.nativelog import native_stderr_captured
+
     from .progress import Bar
     from .results import load_report, parse_spec, results_document, write_results
     from .runner import run_benchmark
@@ -175,7 +178,9 @@ def main(
     for name, cfg in cfgs:
         if len(cfgs) > 1:
             click.echo(f"== {name}: {cfg.run_dir}")
-        report = run_benchmark(cfg, progress=Bar)
+        # TensorFlow's and LiteRT's C++ notices stay off the screen; the bars still reach it
+        with contextlib.nullcontext() if debug else native_stderr_captured():
+            report = run_benchmark(cfg, progress=Bar)
         click.echo(report.summary())
         click.echo(f"\nreport: {report.md_path} (and {report.json_path.name}, plots beside it)")
         measured.append((name, load_report(report.json_path)))

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from fmnist_edge.common.errors import ModelError, RuntimeUnavailable
+from fmnist_edge.common.nativelog import native_stderr_quieted
 from fmnist_edge.edge_runtime.interpreter import RUNTIMES as EDGE_RUNTIMES
 from fmnist_edge.edge_runtime.interpreter import TensorSpec, load_runtime
 
@@ -99,13 +100,14 @@ def interpreter(runtime: str, model_path: Path, threads: int | None) -> Any:
         Interpreter = tf.lite.Interpreter  # noqa: N806
     else:
         raise RuntimeUnavailable(f"{runtime}: not a TFLite interpreter")
-    try:
-        with warnings.catch_warnings():  # tf.lite.Interpreter warns that it is deprecated
-            warnings.simplefilter("ignore")
-            interp = Interpreter(model_path=str(model_path), num_threads=threads)
-        interp.allocate_tensors()
-    except ValueError as exc:
-        raise ModelError(f"{model_path}: {runtime} cannot load it ({exc})") from None
+    with native_stderr_quieted():  # the C++ "Created ... XNNPACK delegate" notice
+        try:
+            with warnings.catch_warnings():  # tf.lite.Interpreter warns that it is deprecated
+                warnings.simplefilter("ignore")
+                interp = Interpreter(model_path=str(model_path), num_threads=threads)
+            interp.allocate_tensors()
+        except ValueError as exc:  # raised inside: our one-line error, the C++ noise dropped
+            raise ModelError(f"{model_path}: {runtime} cannot load it ({exc})") from None
     return interp
 
 

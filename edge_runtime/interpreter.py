@@ -7,6 +7,10 @@ detected up front and reported with the fix instead of a crash).
 
 The model's tensors are the truth about its input and output: shape, dtype, scale and zero
 point all come from the interpreter, never from a file name or a metadata record.
+
+LiteRT's C++ prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on descriptor 2
+when a process allocates its first interpreter; ``allocated_interpreter`` keeps it (and any other
+native notice) off the caller's stderr, so a Classifier user never sees it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from fmnist_edge.common.errors import ModelError, RuntimeUnavailable, UsageError
+from fmnist_edge.common.nativelog import native_stderr_quieted
 
 RUNTIMES = ("ai-edge-litert", "tflite-runtime")
 MAX_BATCH = 64  # images per invoke when the model's batch dimension is resizable
@@ -125,6 +130,23 @@ def load_runtime(name: str | None = None) -> Runtime:
     return _LOADERS[name]()
 
 
+def allocated_interpreter(runtime: Runtime, name: str, **kwargs: Any) -> Any:
+    """``runtime.interpreter_class(**kwargs)`` with its tensors allocated, its C++ notices kept
+    off stderr (a few hundred microseconds, once per interpreter). A file the runtime cannot
+    load raises ModelError naming ``name``."""
+    with native_stderr_quieted():  # our own errors are raised inside it: C++ noise not replayed
+        try:
+            interp = runtime.interpreter_class(**kwargs)
+            interp.allocate_tensors()
+        except (ImportError, AttributeError) as exc:
+            if runtime.name == "tflite-runtime" and _is_numpy_abi_error(exc):
+                raise _numpy2_error(runtime.version) from None
+            raise
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{name}: corrupt or unsupported TFLite model ({exc})") from None
+    return interp
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """One input or output tensor as the interpreter describes it."""
@@ -186,17 +208,11 @@ class TFLiteModel:
     ):
         self.name, self.runtime = name, runtime
         self._content = content  # the interpreter reads from this buffer: keep it alive
-        try:
-            self._interp = runtime.interpreter_class(model_content=content, num_threads=threads)
-            self._interp.allocate_tensors()
-            inputs = self._interp.get_input_details()
-            outputs = self._interp.get_output_details()
-        except (ImportError, AttributeError) as exc:
-            if runtime.name == "tflite-runtime" and _is_numpy_abi_error(exc):
-                raise _numpy2_error(runtime.version) from None
-            raise
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"{name}: corrupt or unsupported TFLite model ({exc})") from None
+        self._interp = allocated_interpreter(
+            runtime, name, model_content=content, num_threads=threads
+        )
+        inputs = self._interp.get_input_details()
+        outputs = self._interp.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelError(
                 f"{name}: expected 1 input and 1 output tensor, found {len(inputs)} and "

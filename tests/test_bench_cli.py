@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -103,6 +107,10 @@ def test_several_runs_refuse_single_run_options(tmp_path, tiny_keras):
 
 # --- issue 15: what a new user hit ------------------------------------------------------------
 
+REPO = Path(__file__).resolve().parents[1]
+DEVICE = ["--device", "--quick", "--runtime", "ai-edge-litert", "--runs", "2", "--warmup", "1",
+          "--cold-start-reps", "0", "--no-litert-tool", "--no-plots", "--max-threads", "1"]
+
 
 def test_results_without_markers_is_refused_before_measuring(tmp_path, tiny_keras):
     """Item 1: a file of prose named by --results is never replaced by the table."""
@@ -117,3 +125,14 @@ def test_results_without_markers_is_refused_before_measuring(tmp_path, tiny_kera
     assert str(notes) in result.output and "markers" in result.output
     assert notes.read_text() == "# My notes\n\nwritten by hand\n"
     assert not (run / "bench").exists()  # refused before minutes of measuring, not after
+
+
+def test_bench_keeps_litert_chatter_off_the_screen(tmp_path, tiny_tflite):
+    """Item 7: LiteRT's C++ 'INFO: Created TensorFlow Lite XNNPACK delegate' stays hidden."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "0"}
+    args = ["--tflite", str(tiny_tflite["int8"]), *DEVICE, "--out", str(tmp_path / "r")]
+    proc = subprocess.run([sys.executable, "-m", "fmnist_edge.benchmarks.cli", *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| int8" in proc.stdout
+    assert "XNNPACK" not in proc.stderr and "INFO" not in proc.stderr, proc.stderr

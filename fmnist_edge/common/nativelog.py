@@ -12,6 +12,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 
 
@@ -56,3 +57,22 @@ def native_stderr_captured() -> Iterator[None]:
             if replacement is not None:
                 sys.stderr = original
                 replacement.close()
+
+_SWAPPING = threading.RLock()  # descriptor 2 is one per process: one thread swaps it at a time
+
+
+@contextlib.contextmanager
+def native_stderr_quieted() -> Iterator[None]:
+    """``native_stderr_captured`` for library code, which may run in several threads at once (a
+    server's workers each creating a Classifier). One thread at a time swaps descriptor 2; a
+    thread that finds another one doing so runs as it is, since descriptor 2 already goes to
+    that one's file (two interleaved swaps could leave it pointing at a deleted file for good).
+    """
+    if not _SWAPPING.acquire(blocking=False):
+        yield
+        return
+    try:
+        with native_stderr_captured():
+            yield
+    finally:
+        _SWAPPING.release()

@@ -1,0 +1,380 @@
+"""fmnist-serve under load, over loopback: requests/s and latency at 1, 8 and 32 clients, the
+ratio to the in-process Classifier, a mix of good and bad uploads, and a 10,000-request soak.
+
+    python -m fmnist_edge.benchmarks.serve_load [--workers 2] [--clients 1,8,32] \
+        [--requests 3000] [--seconds 20] [--soak 10000] [--out serve_load.json]
+
+It starts ``fmnist-serve --port 0`` itself (127.0.0.1 only) and sends 28x28 PNGs of the
+official test images (the same bytes the in-process baseline decodes). Each client is a thread
+with one keep-alive connection and prebuilt requests, so the load generator's own cost stays
+small; it still shares the CPU with the server, which a separate load machine would not.
+Every phase is bounded in requests and in seconds. Good answers are checked against the
+in-process Classifier's label for the same image; a bad upload must get its own 4xx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+GOAL = {"clients": 8, "requests_per_s": 1000, "p99_ms": 20.0}
+
+
+@dataclass(frozen=True)
+class Upload:
+    request: bytes  # the whole HTTP request, prebuilt
+    expect_status: int
+    expect_label: str | None  # for good uploads
+
+
+def _request(body: bytes, query: str = "") -> bytes:
+    head = (
+        f"POST /v1/classify{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: image/png\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def make_uploads(count: int, data_dir: str | None) -> tuple[list[bytes], list[np.ndarray]]:
+    """The first ``count`` official test images as 28x28 grayscale PNG bytes."""
+    from PIL import Image
+
+    from fmnist_edge.dataset.files import load_split
+
+    images = load_split("test", data_dir)
+    pngs = []
+    for pixels in images.images[:count]:
+        buf = io.BytesIO()
+        Image.fromarray(pixels, mode="L").save(buf, format="PNG")
+        pngs.append(buf.getvalue())
+    return pngs, list(images.images[:count])
+
+
+def in_process_rate(pngs: list[bytes], model: str | None, seconds: float) -> tuple:
+    """Images/s and CPU ms per image of one in-process Classifier decoding and classifying the
+    same PNG bytes (one thread), and its labels, which the server's answers must match."""
+    from fmnist_edge.edge_runtime.classifier import Classifier
+    from fmnist_edge.edge_runtime.preprocess import open_image_bytes
+
+    clf = Classifier(model, threads=1)
+    labels = [clf.predict(open_image_bytes(p, "png")).label for p in pngs]  # also a warm-up
+    done, start, cpu = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - start < seconds:
+        for png in pngs:
+            clf.predict(open_image_bytes(png, "png"))
+        done += len(pngs)
+    cpu_ms = (time.process_time() - cpu) * 1000.0 / done
+    return done / (time.perf_counter() - start), cpu_ms, labels
+
+
+def bad_uploads(png: bytes) -> list[Upload]:
+    """One of each refusal a client can provoke with its body or options."""
+    import struct
+    import zlib
+
+    chunk = b"IHDR" + struct.pack(">II", 30000, 30000) + png[24:29]
+    bomb = png[:8] + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)) + png[33:]
+    return [
+        Upload(_request(b""), 400, None),
+        Upload(_request(b"this is not an image"), 415, None),
+        Upload(_request(png[: len(png) // 2]), 422, None),
+        Upload(_request(bomb), 422, None),
+        Upload(_request(png, "?mode=sideways"), 400, None),
+        Upload(_request(png, "?top_k=99"), 400, None),
+    ]
+
+
+class Client:
+    """One keep-alive connection sending prebuilt requests and reading whole responses."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.sock: socket.socket | None = None
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def send(self, request: bytes) -> tuple[int, bytes]:
+        if self.sock is None:
+            self.sock = self._connect()
+        self.sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed before a response")
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+        length = int(headers.get("content-length", "0"))
+        while len(body) < length:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed mid-body")
+            body += chunk
+        if headers.get("connection") == "close":
+            self.close()
+        return status, body
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_phase(
+    port: int, uploads: list[Upload], clients: int, requests: int, seconds: float, pid: int
+) -> dict:
+    """``clients`` threads send ``requests`` uploads in all (cycling through ``uploads``), or
+    stop at ``seconds``; each answer is checked. The server's CPU time per request is what
+    load on the machine changes least: cores / it bounds the requests/s of an idle machine."""
+    counter = iter(range(requests))
+    lock = threading.Lock()
+    latencies: list[float] = []
+    outcome = {"good": 0, "good_lost": 0, "bad": 0, "bad_unexpected": 0, "transport_errors": 0}
+    deadline = time.perf_counter() + seconds
+
+    def worker() -> None:
+        client, mine, tally = Client(port), [], dict.fromkeys(outcome, 0)
+        while time.perf_counter() < deadline:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            upload = uploads[i % len(uploads)]
+            t0 = time.perf_counter()
+            try:
+                status, body = client.send(upload.request)
+            except (OSError, ValueError):
+                tally["transport_errors"] += 1
+                client.close()
+                continue
+            mine.append(time.perf_counter() - t0)
+            if upload.expect_label is not None:
+                tally["good"] += 1
+                ok = status == 200 and json.loads(body)["label"] == upload.expect_label
+                tally["good_lost"] += not ok
+            else:
+                tally["bad"] += 1
+                tally["bad_unexpected"] += status != upload.expect_status
+        client.close()
+        with lock:
+            latencies.extend(mine)
+            for key, n in tally.items():
+                outcome[key] += n
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    cpu_start, start = cpu_seconds(pid), time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    server_cpu = cpu_seconds(pid) - cpu_start
+    ms = np.array(latencies) * 1000.0 if latencies else np.array([np.nan])
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "seconds": round(wall, 3),
+        "requests_per_s": round(len(latencies) / wall, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "max_ms": round(float(np.max(ms)), 3),
+        "server_cpu_ms_per_request": round(server_cpu * 1000.0 / max(1, len(latencies)), 3),
+        **outcome,
+        "errors": outcome["good_lost"] + outcome["bad_unexpected"] + outcome["transport_errors"],
+    }
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, int]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "fmnist_edge.edge_runtime.serve.cli",
+        "--port",
+        "0",
+        "--workers",
+        str(args.workers),
+        "--max-connections",
+        "1024",
+    ]
+    if args.model:
+        cmd += ["--model", args.model]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    env = {k: v for k, v in os.environ.items() if k != "FMNIST_SERVE_TOKEN"}
+    proc = subprocess.Popen(
+        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
+    )
+    deadline = time.monotonic() + 120
+    for line in proc.stderr:
+        if "listening on http://" in line:
+            port = int(line.split("listening on http://", 1)[1].split()[0].rsplit(":", 1)[1])
+            threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep draining
+            return proc, port
+        if time.monotonic() > deadline:
+            break
+    proc.kill()
+    raise RuntimeError("fmnist-serve did not start")
+
+
+def environment(args: argparse.Namespace) -> dict:
+    import uvicorn
+
+    from fmnist_edge.common.machine import cpu_model, usable_cores
+
+    try:
+        import httptools  # noqa: F401
+
+        parser = "httptools"
+    except ImportError:
+        parser = "h11"
+    return {
+        "cpu": cpu_model(),
+        "cores": usable_cores(),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "uvicorn": uvicorn.__version__,
+        "http_parser": parser,
+        "workers": args.workers,
+        "threads_per_worker": args.threads or 1,
+    }
+
+
+def measure(args: argparse.Namespace) -> dict:
+    pngs, _ = make_uploads(args.images, args.data_dir)
+    rate, cpu_ms, labels = in_process_rate(pngs, args.model, args.baseline_seconds)
+    good = [Upload(_request(p), 200, label) for p, label in zip(pngs, labels, strict=True)]
+    bad = bad_uploads(pngs[0])
+    report = {
+        "environment": environment(args),
+        "images": len(pngs),
+        "in_process_images_per_s": round(rate, 1),
+        "in_process_cpu_ms_per_image": round(cpu_ms, 3),
+    }
+    proc, port = start_server(args)
+    try:
+        run_phase(port, good, 8, min(500, args.requests), args.seconds, proc.pid)  # warm-up
+        report["load"] = []
+        for clients in args.clients:
+            row = run_phase(port, good, clients, args.requests, args.seconds, proc.pid)
+            row["ratio_to_in_process"] = round(row["requests_per_s"] / rate, 3)
+            report["load"].append(row)
+        mix = [u for i, g in enumerate(good) for u in (g, bad[i % len(bad)])]  # half bad
+        report["mix"] = run_phase(port, mix, 8, args.requests, args.seconds, proc.pid)
+        soak = [
+            bad[i // 5 % len(bad)] if i % 5 == 4 else good[i % len(good)]
+            for i in range(len(good) * 5)
+        ]  # every fifth request is bad
+        rss_before = rss_mib(proc.pid)
+        report["soak"] = run_phase(port, soak, 8, args.soak, args.soak_seconds, proc.pid)
+        report["soak"]["rss_before_mib"] = round(rss_before, 1)
+        report["soak"]["rss_after_mib"] = round(rss_mib(proc.pid), 1)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    report["environment"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    goal_row = next((r for r in report["load"] if r["clients"] == GOAL["clients"]), None)
+    report["goal"] = {
+        **GOAL,
+        "met": bool(
+            goal_row
+            and goal_row["requests_per_s"] >= GOAL["requests_per_s"]
+            and goal_row["p99_ms"] <= GOAL["p99_ms"]
+            and goal_row["errors"] == 0
+        ),
+    }
+    return report
+
+
+def render(r: dict) -> str:
+    env = r["environment"]
+    lines = [
+        f"CPU {env['cpu']}, {env['cores']} cores; load average {env['load_average_before']} "
+        f"before, {env['load_average_after']} after; Python {env['python']}, uvicorn "
+        f"{env['uvicorn']} ({env['http_parser']}), {env['workers']} workers",
+        f"in-process Classifier (decode + predict, 1 thread): {r['in_process_images_per_s']:,.0f}"
+        f" images/s, {r['in_process_cpu_ms_per_image']:.3f} CPU ms per image",
+        "",
+        "| clients | requests | req/s | p50 ms | p99 ms | max ms | errors | ratio to in-process "
+        "| server CPU ms/request |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in r["load"]:
+        lines.append(
+            f"| {row['clients']} | {row['requests']:,} | {row['requests_per_s']:,.0f} | "
+            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['max_ms']:.1f} | {row['errors']} | "
+            f"{row['ratio_to_in_process']:.2f} | {row['server_cpu_ms_per_request']:.3f} |"
+        )
+    mix, soak = r["mix"], r["soak"]
+    lines += [
+        "",
+        f"mix (8 clients, half bad): {mix['good']:,} good, {mix['good_lost']} lost; "
+        f"{mix['bad']:,} bad, {mix['bad_unexpected']} with the wrong status; "
+        f"{mix['requests_per_s']:,.0f} req/s, p99 {mix['p99_ms']:.2f} ms",
+        f"soak ({soak['requests']:,} requests, a fifth bad, 8 clients): {soak['errors']} errors, "
+        f"{soak['requests_per_s']:,.0f} req/s, p99 {soak['p99_ms']:.2f} ms; server RSS "
+        f"{soak['rss_before_mib']:.1f} MiB before, {soak['rss_after_mib']:.1f} MiB after",
+        f"goal (>= {GOAL['requests_per_s']:,} req/s at {GOAL['clients']} clients, p99 <= "
+        f"{GOAL['p99_ms']:g} ms, 0 errors): {'met' if r['goal']['met'] else 'not met'}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="a .tflite (default: the bundled model)")
+    parser.add_argument("--workers", type=int, default=2, help="fmnist-serve --workers")
+    parser.add_argument("--threads", type=int, default=None, help="fmnist-serve --threads")
+    parser.add_argument("--clients", default="1,8,32", help="concurrent clients per phase")
+    parser.add_argument("--requests", type=int, default=3000, help="requests per phase (cap)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="seconds per phase (cap)")
+    parser.add_argument("--soak", type=int, default=10_000, help="requests in the soak")
+    parser.add_argument("--soak-seconds", type=float, default=300.0, help="the soak's time cap")
+    parser.add_argument("--images", type=int, default=256, help="distinct test images")
+    parser.add_argument("--baseline-seconds", type=float, default=3.0)
+    parser.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX files")
+    parser.add_argument("--out", default=None, help="also write the report as JSON here")
+    args = parser.parse_args(argv)
+    args.clients = [int(c) for c in args.clients.split(",")]
+    if args.out and not Path(args.out).resolve().parent.is_dir():
+        parser.error(f"--out {args.out}: its directory does not exist")
+    report = measure(args)
+    print(render(report))
+    if args.out:
+        from fmnist_edge.common.fileio import atomic_write_json
+
+        atomic_write_json(args.out, report)
+
+
+if __name__ == "__main__":
+    main()

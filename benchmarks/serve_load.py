@@ -266,7 +266,7 @@ def environment(args: argparse.Namespace) -> dict:
         "uvicorn": uvicorn.__version__,
         "http_parser": parser,
         "workers": args.workers,
-        "threads_per_worker": args.threads or 1,
+        "threads_per_worker": args.threads or "the runtime's choice",
     }
 
 

@@ -44,9 +44,8 @@ from fmnist_edge.common.errors import UsageError
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    default=2,
-    show_default=True,
-    help="Worker threads, each with its own interpreter.",
+    default=None,
+    help="Worker threads, each with its own interpreter (default: one per core, at most 4).",
 )
 @threads_option
 @runtime_option
@@ -100,7 +99,7 @@ def main(
     port: int,
     token_file: str | None,
     no_auth: bool,
-    workers: int,
+    workers: int | None,
     threads: int | None,
     runtime: str,
     max_body: str,
@@ -118,7 +117,13 @@ def main(
     Exit status: 0 stopped (SIGTERM, Ctrl-C), 2 usage or model error.
     """
     try:
-        from .settings import ServeSettings, check_settings, parse_size, read_token
+        from .settings import (
+            ServeSettings,
+            check_settings,
+            default_workers,
+            parse_size,
+            read_token,
+        )
     except ImportError as exc:  # the [serve] extra is missing
         raise UsageError(
             f"fmnist-serve needs {exc.name}: pip install 'fmnist-edge[serve]'"
@@ -128,8 +133,8 @@ def main(
         ServeSettings(
             model=model,
             runtime=None if runtime == "auto" else runtime,
-            threads=threads or 1,
-            workers=workers,
+            threads=threads,
+            workers=workers or default_workers(),
             host=host,
             port=port,
             token=read_token(token_file),
@@ -150,7 +155,9 @@ def main(
 
     def ready(url: str) -> None:
         auth = "bearer token required" if settings.token else "no token"
-        click.echo(f"fmnist-serve: listening on {url} ({auth}; {workers} workers)", err=True)
+        click.echo(
+            f"fmnist-serve: listening on {url} ({auth}; {settings.workers} workers)", err=True
+        )
 
     quiet = contextlib.nullcontext() if debug else native_stderr_captured()
     with quiet:  # the interpreters' C++ start-up chatter

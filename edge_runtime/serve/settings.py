@@ -29,8 +29,8 @@ _UNITS = {"": 1, "k": 1024, "m": MIB, "g": 1024 * MIB}
 class ServeSettings:
     model: str | None = None  # .tflite path; None: the bundled model
     runtime: str | None = None  # interpreter package; None: the first that works
-    threads: int = 1  # interpreter threads per worker (requests run side by side instead)
-    workers: int = 2  # worker threads, each with its own Classifier
+    threads: int | None = None  # interpreter threads per worker; None: the runtime's choice
+    workers: int = 2  # worker threads, each with its own Classifier (CLI: default_workers())
     host: str = "127.0.0.1"  # the address to listen on
     port: int = 8000  # 0: any free port
     token: str | None = field(default=None, repr=False)  # bearer token; None: no auth
@@ -43,6 +43,14 @@ class ServeSettings:
     graceful_timeout: int = 15  # seconds SIGTERM waits for in-flight requests
     max_connections: int = 256  # open connections and requests at once; beyond: 503
     access_log: bool = False  # one log line per request (costs time on a Pi)
+
+
+def default_workers() -> int:
+    """One worker per usable core, at most 4 (a Pi 4 or 5 has 4; beyond, the event loop's own
+    Python work is the limit, not inference)."""
+    from fmnist_edge.common.machine import usable_cores
+
+    return max(1, min(4, usable_cores()))
 
 
 def is_loopback(host: str) -> bool:
@@ -111,7 +119,7 @@ def check_settings(s: ServeSettings) -> ServeSettings:
         raise UsageError(f"--port {s.port}: must be 0-65535")
     for name, value in (
         ("--workers", s.workers),
-        ("--threads", s.threads),
+        ("--threads", 1 if s.threads is None else s.threads),
         ("--max-images", s.max_images),
         ("--max-connections", s.max_connections),
         ("--keep-alive", s.keep_alive),

@@ -132,20 +132,33 @@ def read_metadata(
 def write_metadata(model: bytes, meta: dict[str, Any]) -> bytes:
     """A copy of the .tflite ``model`` with ``meta`` stored as its fmnist_edge entry (replacing
     any earlier one). Needs ai-edge-litert (for the schema) and flatbuffers: export time only."""
+    payload = json.dumps({"format": FORMAT, **meta}, sort_keys=True, default=str).encode()
+    return write_entry(model, METADATA_NAME, payload)
+
+
+def write_entry(model: bytes, name: str, payload: bytes) -> bytes:
+    """A copy of the .tflite ``model`` whose metadata entry ``name`` holds ``payload`` (an
+    earlier entry of that name is overwritten in place). The flatbuffer is written anew, so
+    whatever followed it in ``model`` (the zip of TFLite Support's associated files) is gone.
+    Needs ai-edge-litert (for the schema) and flatbuffers: export time only."""
     import flatbuffers
     import numpy as np
     from ai_edge_litert import schema_py_generated as schema
 
     check_tflite(model)
-    payload = json.dumps({"format": FORMAT, **meta}, sort_keys=True, default=str).encode()
     obj = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(payload, dtype=np.uint8)
-    obj.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name = METADATA_NAME
-    entry.buffer = len(obj.buffers) - 1
-    obj.metadata = [m for m in (obj.metadata or []) if _name(m) != METADATA_NAME] + [entry]
+    entries = [m for m in (obj.metadata or []) if _name(m) == name]
+    if entries:
+        obj.buffers[entries[0].buffer] = buffer
+        obj.metadata = [m for m in obj.metadata if _name(m) != name or m is entries[0]]
+    else:
+        obj.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name = name
+        entry.buffer = len(obj.buffers) - 1
+        obj.metadata = [*(obj.metadata or []), entry]
     builder = flatbuffers.Builder(len(model) + len(payload) + 1024)
     builder.Finish(obj.Pack(builder), file_identifier=_FILE_ID)
     return bytes(builder.Output())

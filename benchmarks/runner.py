@@ -24,6 +24,7 @@ from . import accuracy, coldstart, latency, litert_tool, machine, markdown, repo
 from .config import RUNTIMES, BenchConfig
 from .evaluate import evaluate_keras, evaluate_tflite
 from .inputs import (
+    EXPORT_FORMATS,
     ModelFile,
     describe_keras,
     describe_tflite,
@@ -98,8 +99,11 @@ def _resolve(cfg: BenchConfig, device: bool, notes: list[str], progress) -> _Mod
     if not tflite_paths and keras_path is not None and cfg.export_missing:
         target = Path(cfg.run_dir if cfg.run_dir is not None else cfg.out_dir / "models")
         target.mkdir(parents=True, exist_ok=True)
-        with progress("exporting float32, float16, int8", 1):
-            tflite_paths = export_missing(cfg, keras_path, target)
+        # a minute for a large model: a step per format, and a note saying which one is on
+        with progress(f"exporting {', '.join(EXPORT_FORMATS)}", len(EXPORT_FORMATS)) as bar:
+            bar.update(0, f"loading {keras_path.name} and the validation images, then "
+                       f"converting {EXPORT_FORMATS[0]}")
+            tflite_paths = export_missing(cfg, keras_path, target, tick=bar.update)
         notes.append(f"no .tflite found: exported {', '.join(p.name for p in tflite_paths)}")
     if keras_path is None and not tflite_paths:
         where = cfg.run_dir if cfg.run_dir is not None else "the given paths"
@@ -258,7 +262,8 @@ def run_benchmark(cfg: BenchConfig, progress: ProgressFactory = Silent) -> Repor
     if ms.keras is not None:
         from fmnist_edge.export.exporter import load_keras  # imports keras: never in device mode
 
-        keras_model = load_keras(ms.keras.path)
+        with progress(f"loading {ms.keras.path.name}", 1):
+            keras_model = load_keras(ms.keras.path)
         with progress("keras accuracy (batched predict)", len(images)) as bar:
             evals["keras"] = evaluate_keras(
                 keras_model, images, labels, cfg.keras_batch, bar.update
@@ -286,7 +291,8 @@ def run_benchmark(cfg: BenchConfig, progress: ProgressFactory = Silent) -> Repor
     if cfg.plots and not _module_available("matplotlib"):
         notes.append("matplotlib is not installed: no plots")
     elif cfg.plots:
-        plots = write_plots(out_dir, rows, samples, evals, comparisons, reference, images, cfg)
+        with progress("plots", 1):
+            plots = write_plots(out_dir, rows, samples, evals, comparisons, reference, images, cfg)
 
     acc_json = {}
     for lbl, ev in evals.items():

@@ -202,7 +202,28 @@ def bench_run(tmp_path_factory, tiny_keras):
     run = tmp / "run"
     run.mkdir()
     shutil.copy(tiny_keras, run / "model.keras")
-    return run, run_benchmark(_quick(tmp, run_dir=run))
+    steps = _Steps()
+    return run, run_benchmark(_quick(tmp, run_dir=run), progress=steps), steps
+
+
+class _Steps:
+    """A progress factory with the Bar's face that records what each step said."""
+
+    def __init__(self):
+        self.steps: list[dict] = []
+
+    def __call__(self, label: str, total: int, **_):
+        self.steps.append({"label": label, "total": total, "updates": []})
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def update(self, done: int, note: str | None = None) -> None:
+        self.steps[-1]["updates"].append((done, note))
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +235,7 @@ def tflites(bench_run) -> dict[str, Path]:
 
 @pytest.mark.slow
 def test_report_for_a_run_directory(bench_run):
-    run, rep = bench_run
+    run, rep, _ = bench_run
     data = json.loads(rep.json_path.read_text())
     _check_sane(data)
     assert len(list(run.glob("*.tflite"))) == 3  # exported first: the run had none
@@ -235,7 +256,7 @@ def test_report_for_a_run_directory(bench_run):
 
 @pytest.mark.slow
 def test_report_cross_checks_cold_start_and_plots(bench_run):
-    _, rep = bench_run
+    _, rep, _ = bench_run
     data = rep.data
     tool = [t for t in data["litert_tool"] if t["format"] == "int8"]
     assert len(tool) == 2 and all(t.get("median_ms") is not None for t in tool), tool
@@ -322,7 +343,7 @@ def test_results_table_lays_out_the_reports(bench_run, tmp_path):
 
     from fmnist_edge.benchmarks import results
 
-    _, rep = bench_run
+    _, rep, _ = bench_run
     data = rep.data
     md = results.results_markdown([("tiny", data), ("tiny again", data)])
     lines = [ln for ln in md.splitlines() if ln.startswith("| tiny")]
@@ -399,3 +420,46 @@ def test_results_refuses_a_file_without_both_markers(tmp_path, prose):
     cli = CliRunner().invoke(results.main, [f"x={tmp_path / 'rep'}", "--out", str(doc)])
     assert cli.exit_code == 2 and cli.output.count("\n") == 1 and "--out" in cli.output
     assert doc.read_text() == prose
+
+
+# --- long steps say what they are doing (issue 15, item 6) -----------------------------------
+
+
+def test_the_export_step_counts_formats_and_names_each(bench_run):
+    """fmnist-bench's export of a run without .tflite: a step per format, not 0/1 for a minute."""
+    steps = bench_run[2].steps
+    (export,) = [s for s in steps if "export" in s["label"]]
+    assert export["total"] == 3
+    done = [d for d, _ in export["updates"]]
+    assert done == sorted(done) and done[-1] == 3 and {1, 2, 3} <= set(done)
+    notes = " ".join(n or "" for _, n in export["updates"])
+    for fmt in ("float32", "float16", "int8"):
+        assert fmt in notes, export["updates"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_bar_on_a_terminal_shows_the_note_and_keeps_its_clock_running():
+    import time
+
+    out = _Terminal()
+    with Bar("exporting", 3, stream=out, tick=0.02) as bar:
+        bar.update(1, note="converting float16")
+        deadline = time.monotonic() + 10  # bounded: the clock redraws every 0.02 s
+        while out.getvalue().count("converting float16") < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert out.getvalue().count("converting float16") >= 3  # redrawn without an update
+    last = out.getvalue().rsplit("\r", 1)[1]
+    assert "3/3" in last and last.endswith("\n")  # finished: the clock stopped
+
+
+def test_bar_in_a_log_writes_a_line_per_note():
+    out = io.StringIO()
+    with Bar("exporting", 3, stream=out) as bar:
+        bar.update(1, note="float32 written")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and "1/3" in lines[0] and "float32 written" in lines[0]
+    assert "3/3" in lines[1]

@@ -40,7 +40,7 @@ from .config import RUNTIMES, BenchConfig, default_threads
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Report folder (default: RUN_DIR/bench, else ./bench).",
+    help="Report folder (default: RUN_DIR/bench; needed without a RUN_DIR).",
 )
 @click.option(
     "--results",
@@ -94,7 +94,12 @@ from .config import RUNTIMES, BenchConfig, default_threads
     show_default=True,
     help="Cross-check with LiteRT's benchmark_litert_model.",
 )
-@click.option("--no-export", is_flag=True, help="Don't export .tflite files when a run has none.")
+@click.option(
+    "--no-export",
+    is_flag=True,
+    help="Don't export float32, float16, int8 .tflite files (as fmnist-export --quantize all) "
+    "when a run has none.",
+)
 @click.option(
     "--device",
     is_flag=True,
@@ -128,7 +133,8 @@ def main(
 ) -> None:
     """Benchmark the Keras model and every .tflite of RUN_DIR: accuracy on the test set, batch-1
     latency per runtime and thread count, size, cold start. Writes report.md, report.json and
-    plots to --out and prints the summary table.
+    plots to --out (default RUN_DIR/bench) and prints the summary table. A run without .tflite
+    files gets float32, float16 and int8 exported into it first (see --no-export).
 
     Several RUN_DIRs are measured one after the other, each into its RUN_DIR/bench; NAME=
     names a run in the --results table (default: the folder's name)."""
@@ -170,10 +176,8 @@ def main(
     )
     settings.setdefault("threads", default_threads())
     make = BenchConfig.quick_defaults if quick else BenchConfig
-    cfgs = [
-        (name, make(run_dir=run_dir, out_dir=out or run_dir / "bench", **settings))
-        for name, run_dir in named
-    ] or [("bench", make(run_dir=None, out_dir=out or Path("bench"), **settings))]
+    cfgs = [(name, make(run_dir=run_dir, out_dir=out, **settings)) for name, run_dir in named]
+    cfgs = cfgs or [("bench", make(run_dir=None, out_dir=out, **settings))]
     measured = []
     for name, cfg in cfgs:
         if len(cfgs) > 1:

@@ -25,7 +25,7 @@ class BenchConfig:
     run_dir: Path | None = None  # a fmnist-train run directory: model.keras and *.tflite
     keras_path: Path | None = None  # an explicit .keras reference (overrides RUN/model.keras)
     tflite_paths: tuple[Path, ...] = ()  # explicit .tflite files (added to RUN/*.tflite)
-    out_dir: Path = Path("bench")  # the report folder
+    out_dir: Path | None = None  # the report folder (None: RUN_DIR/bench; needed without one)
     data_dir: Path | None = None  # Fashion-MNIST IDX files (None: the dataset's search)
     threads: tuple[int, ...] = field(default_factory=default_threads)  # thread counts timed
     runtimes: tuple[str, ...] = RUNTIMES  # runtimes to try; unavailable ones are reported
@@ -35,7 +35,7 @@ class BenchConfig:
     runs: int = 200  # timed batch-1 calls per TFLite (runtime, threads)
     keras_runs: int = 100  # timed batch-1 model.predict calls (slow: ~0.2 s each for big models)
     keras_batch: int = 256  # batch size of Keras' accuracy pass
-    export_missing: bool = True  # export float32/float16/int8 when the run has no .tflite
+    export_missing: bool = True  # export inputs.EXPORT_FORMATS when the run has no .tflite
     litert_tool: bool = True  # cross-check with LiteRT's benchmark_litert_model
     cold_start_reps: int = 5  # fmnist-infer processes started per model (median reported)
     device: bool | None = None  # runtime-only mode without TensorFlow (None: when TF is absent)
@@ -46,6 +46,13 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if self.run_dir is None and self.keras_path is None and not self.tflite_paths:
             raise UsageError("give a RUN_DIR, --keras or --tflite")
+        if self.out_dir is None:  # never a ./bench wherever the user stands (a checkout)
+            if self.run_dir is None:
+                raise UsageError(
+                    "--out: needed without a RUN_DIR (say where the report goes, e.g. "
+                    "--out /tmp/bench)"
+                )
+            object.__setattr__(self, "out_dir", Path(self.run_dir) / "bench")
         if not self.threads or min(self.threads) < 1:
             raise UsageError("--threads must be >= 1")
         unknown = [r for r in self.runtimes if r not in RUNTIMES]

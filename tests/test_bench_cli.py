@@ -127,6 +127,31 @@ def test_results_without_markers_is_refused_before_measuring(tmp_path, tiny_kera
     assert not (run / "bench").exists()  # refused before minutes of measuring, not after
 
 
+def test_without_a_run_dir_the_report_folder_must_be_named(tmp_path, tiny_tflite, monkeypatch):
+    """Item 11: no ./bench silently created in whatever folder (a checkout) the user is in."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["--tflite", str(tiny_tflite["int8"]), *DEVICE])
+    assert result.exit_code == 2 and "--out" in result.output, result.output
+    assert list(tmp_path.iterdir()) == []
+    out = tmp_path / "report"
+    args = ["--tflite", str(tiny_tflite["int8"]), *DEVICE, "--out", str(out)]
+    ok = CliRunner().invoke(main, args)
+    assert ok.exit_code == 0, ok.output
+    assert (out / "report.json").is_file() and [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+def test_readme_and_help_name_the_formats_bench_exports():
+    """Item 11: the docs say what export_missing does."""
+    from fmnist_edge.benchmarks.inputs import EXPORT_FORMATS
+
+    formats = ", ".join(EXPORT_FORMATS)
+    readme = (REPO / "README.md").read_text()
+    (line,) = [ln for ln in readme.splitlines() if ln.startswith("fmnist-bench runs/edge-m  ")]
+    assert f"exports {formats}" in line, line
+    help_text = " ".join(CliRunner().invoke(main, ["--help"]).output.split())
+    assert f"export {formats}" in help_text
+
+
 def test_bench_keeps_litert_chatter_off_the_screen(tmp_path, tiny_tflite):
     """Item 7: LiteRT's C++ 'INFO: Created TensorFlow Lite XNNPACK delegate' stays hidden."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "0"}

@@ -7,6 +7,7 @@ process that imports this module, such as the test suite, keeps its TensorFlow):
 
     python -m fmnist_edge.benchmarks.pi_probe images OUT_DIR [--count 256] [--photos 8]
     python -m fmnist_edge.benchmarks.pi_probe classify IMAGE_DIR OUT.json [--model M] [--runtime R]
+    python -m fmnist_edge.benchmarks.pi_probe serve IMAGE OUT.json [--model M]
 """
 
 from __future__ import annotations
@@ -134,6 +135,69 @@ def classify(image_dir: Path, model: str | None, runtime: str | None) -> dict[st
         "scores": [p.score for p in preds],
         "outputs": raw.astype(int).tolist(),
         "logits": None if logits is None else logits.astype(int).tolist(),
+    }
+
+
+def serve_once(image: Path, model: str | None, timeout: float = 600.0) -> dict[str, Any]:
+    """Start fmnist-serve (the [serve] extra) on a free 127.0.0.1 port, POST ``image`` to
+    /v1/classify, ask /healthz, stop it with SIGTERM; what it answered and how it exited."""
+    import signal
+    import subprocess
+    import threading
+    import time
+    import urllib.request
+
+    cmd = [sys.executable, "-m", "fmnist_edge.edge_runtime.serve.cli", "--port", "0"]
+    cmd += ["--workers", "1", *(["--model", model] if model else [])]
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    found: list[str] = []
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def drain() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if "listening on http://" in line and not found:
+                found.append(line.split("listening on ", 1)[1].split()[0])
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
+    try:
+        if not ready.wait(timeout) or not found:
+            raise RuntimeError("fmnist-serve did not start: " + " | ".join(lines[-3:]))
+        startup_s = time.monotonic() - start
+        request = urllib.request.Request(
+            found[0] + "/v1/classify?top_k=3",
+            data=image.read_bytes(),
+            headers={"Content-Type": "image/png"},
+            method="POST",
+        )
+        t0 = time.monotonic()
+        with no_proxy.open(request, timeout=timeout) as response:
+            answer = json.loads(response.read())
+        request_s = time.monotonic() - t0
+        with no_proxy.open(found[0] + "/healthz", timeout=timeout) as response:
+            health = json.loads(response.read())
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            exit_code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            exit_code = proc.wait()
+    return {
+        "image": image.name,
+        "label": answer["label"],
+        "score": answer["score"],
+        "top_k": answer["top_k"],
+        "healthz": health.get("status"),
+        "exit_code": exit_code,
+        "startup_s": round(startup_s, 2),
+        "request_s": round(request_s, 3),
     }
 
 
@@ -303,9 +367,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("out_json", type=Path)
     run.add_argument("--model", default=None)
     run.add_argument("--runtime", default=None)
+    serve = sub.add_parser("serve", help="classify one image through fmnist-serve, write JSON")
+    serve.add_argument("image", type=Path)
+    serve.add_argument("out_json", type=Path)
+    serve.add_argument("--model", default=None)
     args = parser.parse_args(argv)
     if args.command == "images":
         print(write_images(args.out_dir, args.count, args.photos, args.data_dir))
+    elif args.command == "serve":
+        args.out_json.write_text(json.dumps(serve_once(args.image, args.model)))
     else:
         result = classify(args.image_dir, args.model, args.runtime)
         args.out_json.write_text(json.dumps(result))

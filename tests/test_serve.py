@@ -397,3 +397,12 @@ def test_cli_help_is_fast_and_mentions_token():
 
     out = subprocess.run([*CLI, "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--token-file" in out.stdout and "--no-auth" in out.stdout
+
+
+def test_pi_probe_serve_on_the_host():
+    """What the emulated-Pi check runs in the guest (tools/pi/check.py), here on the host."""
+    from fmnist_edge.benchmarks import pi_probe
+
+    got = pi_probe.serve_once(ANKLE_BOOT, None, timeout=90)
+    assert got["label"] == "Ankle boot" and got["healthz"] == "ok" and got["exit_code"] == 0
+    assert [t["label"] for t in got["top_k"]][:1] == ["Ankle boot"] and got["startup_s"] > 0

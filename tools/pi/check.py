@@ -49,6 +49,7 @@ from .wheels import (
     host_versions,
     installed_tensorflow,
     requirements,
+    serve_requirements,
 )
 
 RUNTIMES = ("ai-edge-litert", "tflite-runtime")
@@ -223,15 +224,17 @@ def _run_guest(
     work: Path,
     rt: str,
     reqs: list[str],
-    wheels: Path,
+    wheels: list[Path],
     model: list[str],
     phase: _Phases,
 ) -> tuple[dict, dict, bytes]:
-    """Install ``rt`` the way a Pi user would, in a fresh venv, then the same two runs."""
+    """Install ``rt`` the way a Pi user would, in a fresh venv, then the same two runs.
+    ai-edge-litert's venv gets the [serve] extra too (fmnist-serve; [edge] is part of it)."""
     venv = work / f"venv-{rt}"
     with phase(f"guest install {rt}"):
         guest.run(["python3", "-m", "venv", "--without-pip", str(venv)])
-        project = "fmnist-edge[edge]" if rt == "ai-edge-litert" else "fmnist-edge"
+        project = "fmnist-edge[serve]" if rt == "ai-edge-litert" else "fmnist-edge"
+        links = [arg for path in [*wheels, work / "dist"] for arg in ("--find-links", str(path))]
         guest.run(
             [
                 "python3",
@@ -242,10 +245,7 @@ def _run_guest(
                 "install",
                 "-q",
                 "--no-index",
-                "--find-links",
-                str(wheels),
-                "--find-links",
-                str(work / "dist"),
+                *links,
                 project,
                 *reqs,
             ]
@@ -306,6 +306,8 @@ def run_check(cfg: Arm64Config) -> Arm64Result:
         with phase("wheels"):
             reqs = {rt: requirements(rt, versions) for rt in cfg.runtimes}
             wheels = {rt: download_wheels(cfg.cache_dir, rt, reqs[rt], log) for rt in reqs}
+            if "ai-edge-litert" in wheels:  # its venv also gets fmnist-serve
+                wheels["serve"] = download_wheels(cfg.cache_dir, "serve", serve_requirements(), log)
             build_project_wheel(work, log)
         with phase("images"):
             n_images = probe.write_images(work / "images", cfg.images, cfg.photos, cfg.data_dir)
@@ -323,7 +325,8 @@ def run_check(cfg: Arm64Config) -> Arm64Result:
         result.host = {rt: {k: ref[k] for k in INFO_KEYS} for rt, ref in refs.items()}
         guest = Guest(rootfs, work, wheels, cfg.cpu, cfg.timeout_s)
         for rt in cfg.runtimes:
-            cli, api, stderr = _run_guest(guest, work, rt, reqs[rt], wheels[rt], guest_model, phase)
+            links = [wheels[rt], *([wheels["serve"]] if rt == "ai-edge-litert" else [])]
+            cli, api, stderr = _run_guest(guest, work, rt, reqs[rt], links, guest_model, phase)
             result.guest[rt] = {k: api[k] for k in INFO_KEYS} | {"xnnpack": b"XNNPACK" in stderr}
             result.agreements += _compare(rt, refs[rt], cli, api)
             if rt != "ai-edge-litert":  # for information: runtimes differ, on x86 too
@@ -333,6 +336,9 @@ def run_check(cfg: Arm64Config) -> Arm64Result:
                     f"{x86[0]}/{x86[1]} on the host (a runtime difference, not the Pi's)"
                 )
             result.checks += _guest_checks(rt, api, host, stderr, cpu)
+            if rt == "ai-edge-litert":
+                with phase("guest fmnist-serve"):
+                    result.checks.append(_serve_check(guest, work, host, guest_model))
         with phase("scan for TensorFlow"):
             libs = [
                 rootfs / "usr" / "lib",
@@ -347,6 +353,20 @@ def run_check(cfg: Arm64Config) -> Arm64Result:
         else:
             safe_rmtree(work)
     return result
+
+
+def _serve_check(guest: Guest, work: Path, host: dict, model: list[str]) -> tuple:
+    """fmnist-serve in the ai-edge-litert venv on the Pi: one image over HTTP on loopback gets
+    the host's label, /healthz answers, and SIGTERM stops it with exit status 0."""
+    path = next(p for p in host["paths"] if p.startswith("raw/"))
+    out = work / "serve.json"
+    argv = ["python", "-m", "fmnist_edge.benchmarks.pi_probe", "serve", str(work / "images" / path)]
+    guest.run([*argv, str(out), *model], venv="venv-ai-edge-litert")
+    got = json.loads(out.read_text())
+    expected = host["labels"][host["paths"].index(path)]
+    ok = got["label"] == expected and got["healthz"] == "ok" and got["exit_code"] == 0
+    detail = f"{got['label']} vs {expected}, healthz {got['healthz']}, exit {got['exit_code']}"
+    return ("ai-edge-litert: fmnist-serve over HTTP gives the host's label", ok, detail)
 
 
 def _model_args(cfg: Arm64Config, work: Path) -> tuple[list[str], list[str]]:

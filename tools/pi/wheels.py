@@ -29,6 +29,20 @@ def host_versions() -> dict[str, str]:
         raise UsageError(f"the host reference needs {exc.name}: pip install '.[edge]'") from None
 
 
+SERVE_PACKAGES = ("starlette", "uvicorn", "python-multipart")  # fmnist-serve's [serve] extra
+
+
+def serve_requirements() -> list[str]:
+    """fmnist-serve's packages, at the host's versions where it has them (pure Python wheels)."""
+    reqs = []
+    for name in SERVE_PACKAGES:
+        try:
+            reqs.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            reqs.append(name)
+    return reqs
+
+
 def requirements(runtime: str, versions: dict[str, str]) -> list[str]:
     """What a Pi user installs for ``runtime``, pinned to the host's versions where they
     matter (the same interpreter for the bit-exact run, the same Pillow for JPEG decoding)."""

@@ -5,7 +5,7 @@ but it waits forever for a request head that never completes; ``_with_head_timeo
 connection that has not sent a whole head ``header_timeout`` seconds after connecting or after
 its last response. The body has its own deadline in the app (408). Beyond ``max_connections``
 uvicorn answers 503. On SIGTERM (systemd's stop) uvicorn stops accepting, lets the requests in
-flight finish (up to ``graceful_timeout`` s), and the process exits 0.
+flight finish (up to ``graceful_timeout`` s), and the process exits 0 (Ctrl-C too).
 """
 
 from __future__ import annotations
@@ -127,8 +127,9 @@ def serve(
     try:
         server = _Server(uvicorn_config(settings, build_app(settings, pool, Metrics())), on_ready)
         if threading.current_thread() is threading.main_thread():
-            # uvicorn drains, then re-raises the signal it caught: let SIGTERM end in exit 0
+            # uvicorn drains, then re-raises the signal it caught: let it end in exit 0
             signal.signal(signal.SIGTERM, _exit_cleanly)
+            signal.signal(signal.SIGINT, _exit_cleanly)
         server.run()  # a port in use: uvicorn logs one line and exits 1
     finally:
         pool.close()

@@ -186,7 +186,8 @@ def main(
         with contextlib.nullcontext() if debug else native_stderr_captured():
             report = run_benchmark(cfg, progress=Bar)
         click.echo(report.summary())
-        click.echo(f"\nreport: {report.md_path} (and {report.json_path.name}, plots beside it)")
+        plots = ", plots beside it" if report.data["plots"] else ""  # none with --no-plots
+        click.echo(f"\nreport: {report.md_path} (and {report.json_path.name}{plots})")
         measured.append((name, load_report(report.json_path)))
     if results is not None:
         write_results(results, measured)

@@ -35,9 +35,10 @@ MODES = ("auto", "raw", "photo")  # preprocess.MODES, repeated to keep numpy out
     type=click.Choice(MODES),
     default="auto",
     show_default=True,
-    help="raw: already 28x28 Fashion-MNIST form (light on dark); photo: a product photo on a "
-    "light background, converted as in the Fashion-MNIST paper; auto: raw for 28x28 "
-    "grayscale images, photo for the rest.",
+    help="raw: already in Fashion-MNIST form, light on dark (another size is fitted into "
+    "28x28); photo: a product photo on a light background, converted as in the Fashion-MNIST "
+    "paper; auto: raw for grayscale images that are 28x28 or have a dark border, photo for "
+    "the rest.",
 )
 @click.option(
     "--top-k",

@@ -1,13 +1,15 @@
 """Any image -> one (28, 28) uint8 Fashion-MNIST-style array: a light object on a dark background.
 
 Two modes:
-- ``raw``: the image is already in Fashion-MNIST form (28x28, light object on dark); it is only
-  made 8-bit grayscale.
+- ``raw``: the image is already in Fashion-MNIST form (a light object on dark); it is made 8-bit
+  grayscale, and an image of another size is fitted into 28x28 keeping its aspect ratio
+  (averaged down, or interpolated up), padded centred with its own border's gray.
 - ``photo``: a product photo on a light background, converted the way Zalando made the dataset
   (Xiao et al. 2017, section 2): trim edges close to the corner colour, resize the longest edge
   to 28, sharpen with a Gaussian of radius and sigma 1.0, pad the short edge to 28 (centred),
   negate, 8-bit grayscale.
-- ``auto``: ``raw`` for a 28x28 grayscale image, ``photo`` for anything else.
+- ``auto``: ``raw`` for a grayscale image that is 28x28 or has a dark border (a 56x56 test
+  image, say: darker than mid-gray, transparency counting as light), ``photo`` for the rest.
 
 Files are opened defensively: EXIF orientation applied, alpha composited onto the background
 (white for photos, black for raw images), palette / 16-bit / CMYK converted, only the first
@@ -213,14 +215,36 @@ def _gray(arr: np.ndarray) -> np.ndarray:
 
 
 def raw(img: Image.Image, name: str = "image") -> np.ndarray:
-    """A 28x28 Fashion-MNIST-form image -> (28, 28) uint8 (transparent = dark background)."""
-    if img.size != (SIDE, SIDE):
-        raise ImageError(
-            f"{name}: raw mode needs a 28x28 image, got {img.size[0]}x{img.size[1]} "
-            "(use photo mode)"
-        )
-    arr = _flatten(img, background=0)
-    return arr if arr.ndim == 2 else np.rint(_gray(arr)).astype(np.uint8)
+    """A Fashion-MNIST-form image (light on dark) -> (28, 28) uint8, transparent = the dark
+    background. Another size is fitted in: the long edge resized to 28 (a box average when
+    shrinking, so a 2x upscale comes back exactly), the short one padded with the border's
+    median gray, centred."""
+    arr = _flatten(img if img.size == (SIDE, SIDE) else _shrink(img), background=0)
+    gray = arr if arr.ndim == 2 else np.rint(_gray(arr)).astype(np.uint8)
+    if gray.shape == (SIDE, SIDE):
+        return gray
+    h, w = gray.shape
+    size = (SIDE, max(1, round(h * SIDE / w))) if w >= h else (max(1, round(w * SIDE / h)), SIDE)
+    shrink = max(h, w) > SIDE
+    resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+    small = np.asarray(Image.fromarray(gray).resize(size, resample))
+    canvas = np.full((SIDE, SIDE), round(float(np.median(_border(gray)))), dtype=np.uint8)
+    top, left = (SIDE - size[1]) // 2, (SIDE - size[0]) // 2
+    canvas[top : top + size[1], left : left + size[0]] = small
+    return canvas
+
+
+def _border(gray: np.ndarray) -> np.ndarray:
+    """The outermost rows and columns of an (H, W) array, as one vector."""
+    return np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+
+
+def has_dark_border(img: Image.Image) -> bool:
+    """Whether the image's edge is mostly darker than mid-gray: Fashion-MNIST's polarity (a
+    light object on black), not a product photo's. Transparency counts as light here, as
+    photo mode composites it onto white."""
+    gray = _gray(_flatten(_shrink(img), background=255))
+    return bool(np.median(_border(gray)) < 128)
 
 
 def _trim(arr: np.ndarray) -> np.ndarray:
@@ -291,8 +315,9 @@ def to_array(source: ImageSource, mode: str = "auto") -> np.ndarray:
         img = open_image(source, draft=mode != "raw")
     try:
         img = _oriented(img)
-        if mode == "auto":
-            mode = "raw" if img.size == (SIDE, SIDE) and is_grayscale(img) else "photo"
+        if mode == "auto":  # Fashion-MNIST-like: gray, and 28x28 or light on a dark border
+            like = is_grayscale(img) and (img.size == (SIDE, SIDE) or has_dark_border(img))
+            mode = "raw" if like else "photo"
         return raw(img, name) if mode == "raw" else photo(img)
     except ImageError:
         raise

@@ -66,6 +66,7 @@ def test_quick_run_keras_only(tmp_path, tiny_keras):
     assert data["config"]["quick"] is True and data["data"]["images"] == 1000
     assert [(r["format"], r["runtime"]) for r in data["results"]] == [("keras", "keras")]
     assert data["results"][0]["runs"] == 2
+    assert "plot" not in result.output  # --no-plots: none written, none announced
 
 
 FAST = ["--quick", "--no-export", "--runtime", "keras", "--keras-runs", "2", "--warmup", "1",

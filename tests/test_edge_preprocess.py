@@ -61,9 +61,21 @@ def test_auto_chooses_photo_for_colour_or_other_sizes(fmnist_test):
     np.testing.assert_array_equal(to_array(big), photo(Image.fromarray(big)))
 
 
-def test_raw_needs_28x28():
-    with pytest.raises(ImageError, match="raw mode needs a 28x28 image, got 40x30"):
-        to_array(np.zeros((30, 40), np.uint8), "raw")
+def test_other_sizes_of_a_dark_background_image_are_resized_like_raw(fmnist_test, tmp_path):
+    """Issue 15, item 14: a Fashion-MNIST-like image (light on dark) at another size is fitted
+    into 28x28 by averaging, in auto and raw mode alike; a photo on light stays a photo."""
+    img = fmnist_test.images[0]
+    Image.fromarray(img).resize((56, 56), Image.Resampling.NEAREST).save(tmp_path / "big.png")
+    for mode in ("auto", "raw"):
+        np.testing.assert_array_equal(to_array(tmp_path / "big.png", mode), img)  # exact
+    wide = np.zeros((30, 60), np.uint8)  # 2:1, light block in the middle -> 28x14, centred
+    wide[10:20, 25:35] = 200
+    out = to_array(wide)
+    assert out.shape == (28, 28) and out[:7].max() == 0 and out[-7:].max() == 0
+    assert out[12:16, 12:16].min() > 190
+    light = np.full((56, 56), 240, np.uint8)  # a light background: photo, as before
+    light[20:36, 20:36] = 30
+    np.testing.assert_array_equal(to_array(light), photo(Image.fromarray(light)))
 
 
 def test_arrays_must_be_pixels():

@@ -413,3 +413,16 @@ def test_missing_tflite_runtime_names_its_own_install(monkeypatch):
     message = str(info.value)
     assert message.startswith("tflite-runtime is not installed")
     assert message.endswith("pip install tflite-runtime 'numpy<2'"), message
+
+
+def test_an_upscaled_dark_background_image_is_classified_as_its_label(fmnist_test, tmp_path):
+    """Item 14: a real test image at 56x56 (light object on dark) is Fashion-MNIST-like: auto
+    and raw resize it to 28x28; before, auto took it for a photo and negated it."""
+    clf = Classifier()  # the bundled model
+    images, labels = fmnist_test.images[:30], fmnist_test.labels[:30]
+    right = np.flatnonzero(clf.predict_proba(images).argmax(1) == labels)[:10]
+    for i in right:
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(images[i]).resize((56, 56), Image.Resampling.BICUBIC).save(path)
+        for mode in ("auto", "raw"):
+            assert clf.predict(path, mode=mode).index == labels[i], (i, mode)

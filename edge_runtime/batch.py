@@ -11,8 +11,9 @@ from pathlib import Path
 
 from fmnist_edge.common.errors import ImageError
 
+from .checks import check_mode, check_top_k
 from .classifier import Classifier, Prediction
-from .preprocess import check_mode, to_array
+from .preprocess import to_array
 
 # What a directory listing counts as an image (explicitly named files are opened whatever
 # their name: Pillow identifies the format from the content).
@@ -89,6 +90,7 @@ def classify_inputs(
     """Outcomes for every image the arguments name, in order, streamed chunk by chunk. A bad
     input becomes an error Outcome; the others are still classified."""
     check_mode(mode)
+    check_top_k(top_k)
     pending: list[tuple[str, object]] = []
 
     def flush() -> Iterator[Outcome]:

@@ -21,13 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_edge.common.errors import ModelError, UsageError
+from fmnist_edge.common.errors import ImageError, ModelError, UsageError
 from fmnist_edge.common.labels import CLASS_NAMES
 from fmnist_edge.common.pixels import PIXEL_OFFSET, PIXEL_SCALE
 
+from .checks import check_mode, check_top_k
 from .interpreter import TensorSpec, TFLiteModel, load_runtime
 from .metadata import check_tflite, read_metadata
-from .preprocess import SIDE, ImageSource, check_mode, to_array
+from .preprocess import SIDE, ImageSource, pixel_values, to_array
 
 log = logging.getLogger(__name__)
 BUNDLED_MODEL = "models/default.tflite"  # inside the edge_runtime package
@@ -197,27 +198,31 @@ class Classifier:
         return values
 
     def _pixels(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
-        if x.dtype != np.uint8:
-            raise TypeError(f"predict_proba needs uint8 pixels, got {x.dtype}")
+        """A batch as given -> (N, 28, 28[, 1]) uint8; one (28, 28) image becomes a batch of one.
+        Pixels are checked as predict checks them (preprocess.pixel_values); the shape error
+        shows the caller's shape, not ours."""
+        given = np.asarray(x)
+        x = pixel_values(given)
         if x.ndim == 2:
             x = x[None]
-        if x.shape[1:3] != (SIDE, SIDE) or x.shape[3:] not in ((), (1,)):
-            raise ValueError(f"predict_proba needs (N, 28, 28[, 1]) images, got {x.shape}")
+        if x.ndim not in (3, 4) or x.shape[1:3] != (SIDE, SIDE) or x.shape[3:] not in ((), (1,)):
+            raise ImageError(
+                f"array: predict_proba needs (N, 28, 28[, 1]) images, got {given.shape}"
+            )
         return x
 
     def output_tensor(self, x: np.ndarray) -> np.ndarray:
-        """(N, 28, 28[, 1]) uint8 raw pixels -> the model's output tensor as the interpreter
-        returns it (for the bundled model: int8 logits), before any dequantization or softmax.
-        What to compare, bit for bit, between two machines."""
+        """(N, 28, 28[, 1]) raw pixels (uint8, or integers 0-255) -> the model's output tensor
+        as the interpreter returns it (for the bundled model: int8 logits), before any
+        dequantization or softmax. What to compare, bit for bit, between two machines."""
         x = self._pixels(x)
         if len(x) == 0:
             return np.zeros((0, len(self.class_names)), dtype=self.model.output.dtype)
         return self.model.run(self._input(x)).copy()
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """(N, 28, 28[, 1]) uint8 raw pixels -> (N, classes) float32 probabilities (the
-        softmax of the logits, for a file that outputs logits)."""
+        """(N, 28, 28[, 1]) raw pixels (uint8, or integers 0-255) -> (N, classes) float32
+        probabilities (the softmax of the logits, for a file that outputs logits)."""
         x = self._pixels(x)
         if len(x) == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
@@ -226,11 +231,14 @@ class Classifier:
     def _result(self, probs: np.ndarray, top_k: int) -> Prediction:
         values = probs.tolist()  # plain floats: ranking 10 numbers is faster in Python
         order = sorted(range(len(values)), key=values.__getitem__, reverse=True)
-        ranked = [(self.class_names[i], values[i]) for i in order[: max(1, top_k)]]
+        ranked = [(self.class_names[i], values[i]) for i in order[:top_k]]  # top_k >= 1
         return Prediction(ranked[0][0], order[0], ranked[0][1], ranked)
 
     def predict(self, image: ImageSource, mode: str = "auto", top_k: int = 3) -> Prediction:
-        """Classify one image: a path, a PIL image, or a numpy array of uint8 pixels."""
+        """Classify one image: a path, encoded image bytes (PNG, JPEG, ...: an upload), a PIL
+        image, or a numpy array of pixels (uint8, or integers 0-255). ``top_k`` >= 1 classes
+        are ranked (UsageError otherwise)."""
+        check_top_k(top_k)
         return self._result(self._proba(to_array(image, mode)[None])[0], top_k)
 
     def predict_batch(
@@ -238,6 +246,7 @@ class Classifier:
     ) -> list[Prediction]:
         """Classify many images in batched invokes. An unreadable image raises ImageError."""
         check_mode(mode)
+        check_top_k(top_k)
         arrays = [to_array(image, mode) for image in images]
         if not arrays:
             return []

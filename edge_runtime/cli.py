@@ -25,7 +25,7 @@ from fmnist_edge.common.cli import (
 )
 from fmnist_edge.common.errors import UsageError
 
-MODES = ("auto", "raw", "photo")  # preprocess.MODES, repeated to keep numpy out of --help
+from .checks import MODES, check_top_k  # the library's own checks, without numpy
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,10 +42,10 @@ MODES = ("auto", "raw", "photo")  # preprocess.MODES, repeated to keep numpy out
 )
 @click.option(
     "--top-k",
-    type=click.IntRange(min=1),
+    type=int,
     default=1,
     show_default=True,
-    help="How many classes to report per image.",
+    help="How many classes to report per image (at least 1).",
 )
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines: one object per image.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
@@ -83,6 +83,7 @@ def main(
     """
     if as_json and as_csv:
         raise UsageError("--json and --csv cannot be used together")
+    check_top_k(top_k, "--top-k")
     if submission and not Path(submission).resolve().parent.is_dir():
         raise UsageError(f"--submission {submission}: its directory does not exist")
     route_logging("fmnist_edge.edge_runtime", logging.WARNING, "warning: ")

@@ -30,7 +30,9 @@ from PIL import Image
 
 from fmnist_edge.common.errors import ImageError
 
-MODES = ("auto", "raw", "photo")
+from .checks import MODES as MODES  # re-exported: fmnist-serve and older callers import it here
+from .checks import check_mode
+
 SIDE = 28
 TRIM_FUZZ = 0.05  # trim pixels within 5% of the maximum RGB distance of the corner colour
 _DRAFT_SIDE = 8 * SIDE  # JPEGs are decoded at a reduced scale no smaller than this
@@ -50,13 +52,8 @@ _G = np.exp(-(np.array([1.0, 0.0, 1.0]) ** 2) / 2.0)
 _BLUR = np.outer(_G, _G) / np.outer(_G, _G).sum()
 _SHARPEN_AMOUNT = np.outer(_G, _G).sum() / (np.outer(_G, _G).sum() + 1.0)
 
-ImageSource = str | os.PathLike | Image.Image | np.ndarray
-
-
-def check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
-    return mode
+# a path, encoded image bytes (PNG, JPEG, ...: an upload), a PIL image or an array of pixels
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
 
 # --- opening -------------------------------------------------------------------------------
@@ -143,19 +140,29 @@ def _oriented(img: Image.Image) -> Image.Image:
     return img.transpose(method) if method is not None else img
 
 
-def _from_array(arr: np.ndarray) -> Image.Image:
+def pixel_values(arr: np.ndarray, name: str = "array") -> np.ndarray:
+    """Pixels as uint8 (the array itself when it is uint8): integers 0-255 of any integer
+    dtype are accepted, anything else is an ImageError naming ``name``. The one check behind
+    both Classifier.predict (an image) and Classifier.predict_proba (a batch)."""
+    if arr.dtype == np.uint8:
+        return arr
     if arr.dtype.kind == "f":
         raise ImageError(
-            f"array: float pixels are ambiguous ({arr.dtype}); pass uint8 values 0-255"
+            f"{name}: float pixels are ambiguous ({arr.dtype}); pass uint8 values 0-255"
         )
     if arr.dtype.kind not in "uib":
-        raise ImageError(f"array: unsupported dtype {arr.dtype}")
+        raise ImageError(f"{name}: unsupported dtype {arr.dtype}; pass uint8 values 0-255")
     if arr.size and (arr.min() < 0 or arr.max() > 255):
-        raise ImageError("array: pixel values outside 0-255; pass uint8")
+        raise ImageError(f"{name}: pixel values outside 0-255; pass uint8")
+    return arr.astype(np.uint8)
+
+
+def _from_array(arr: np.ndarray) -> Image.Image:
+    """(H, W[, 1 | 3 | 4]) uint8 pixels -> a PIL image."""
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4)):
-        return Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8))
+        return Image.fromarray(np.ascontiguousarray(arr))
     raise ImageError(f"array: shape {arr.shape} is not (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)")
 
 
@@ -301,15 +308,19 @@ def photo(img: Image.Image) -> np.ndarray:
 
 
 def to_array(source: ImageSource, mode: str = "auto") -> np.ndarray:
-    """A path, PIL image or numpy array -> (28, 28) uint8, light object on dark background."""
+    """A path, encoded image bytes, PIL image or numpy array -> (28, 28) uint8, a light
+    object on a dark background."""
     check_mode(mode)
     if isinstance(source, np.ndarray):
-        if mode != "photo" and source.shape in ((SIDE, SIDE), (SIDE, SIDE, 1)):
-            if source.dtype == np.uint8:  # the fast path: already Fashion-MNIST pixels
-                return source.reshape(SIDE, SIDE)
-        img, name = _from_array(source), "array"
+        pixels = pixel_values(source)
+        if mode != "photo" and pixels.shape in ((SIDE, SIDE), (SIDE, SIDE, 1)):
+            return pixels.reshape(SIDE, SIDE)  # the fast path: already Fashion-MNIST pixels
+        img, name = _from_array(pixels), "array"
     elif isinstance(source, Image.Image):
         img, name = source, "image"
+    elif isinstance(source, (bytes, bytearray, memoryview)):  # a PNG or JPEG in memory
+        name = "image bytes"
+        img = open_image_bytes(bytes(source), name, draft=mode != "raw")
     else:
         name = str(source)
         img = open_image(source, draft=mode != "raw")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist_edge.common.errors import ImageError
+from fmnist_edge.common.errors import ImageError, UsageError
 from fmnist_edge.edge_runtime.preprocess import is_grayscale, open_image, photo, raw, to_array
 
 
@@ -86,7 +86,7 @@ def test_arrays_must_be_pixels():
     with pytest.raises(ImageError, match="shape"):
         to_array(np.zeros((28, 28, 2), np.uint8))
     np.testing.assert_array_equal(to_array(np.full((28, 28), 7, np.int64)), 7)
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(UsageError, match="mode must be one of auto, raw, photo"):
         to_array(np.zeros((28, 28), np.uint8), "sketch")
 
 

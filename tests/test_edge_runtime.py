@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fmnist_edge.common.errors import ModelError, RuntimeUnavailable, UsageError
+from fmnist_edge.common.errors import ImageError, ModelError, RuntimeUnavailable, UsageError
 from fmnist_edge.common.labels import CLASS_NAMES
 from fmnist_edge.edge_runtime import classifier as classifier_mod
 from fmnist_edge.edge_runtime.classifier import Classifier, Prediction
@@ -163,9 +163,9 @@ def test_predict_batch_and_top_k(classifiers, fmnist_test):
 
 def test_predict_proba_rejects_non_pixels(classifiers):
     clf = classifiers["int8"]
-    with pytest.raises(TypeError, match="uint8"):
+    with pytest.raises(ImageError, match="uint8"):
         clf.predict_proba(np.zeros((1, 28, 28), np.float32))
-    with pytest.raises(ValueError, match="28, 28"):
+    with pytest.raises(ImageError, match="28, 28"):
         clf.predict_proba(np.zeros((1, 32, 32), np.uint8))
     assert clf.predict_proba(np.zeros((0, 28, 28), np.uint8)).shape == (0, 10)
 
@@ -413,6 +413,64 @@ def test_missing_tflite_runtime_names_its_own_install(monkeypatch):
     message = str(info.value)
     assert message.startswith("tflite-runtime is not installed")
     assert message.endswith("pip install tflite-runtime 'numpy<2'"), message
+
+
+def test_predict_proba_reports_the_shape_it_was_given(classifiers):
+    """Item 13: the message shows the caller's array, not one with a batch axis added."""
+    clf = classifiers["int8"]
+    for shape in ((2, 784), (784,), (3, 28, 28, 3)):
+        with pytest.raises(ImageError) as info:
+            clf.predict_proba(np.zeros(shape, np.uint8))
+        assert f"got {shape}" in str(info.value), str(info.value)
+
+
+def test_predict_takes_encoded_image_bytes(classifiers, fmnist_test, tmp_path):
+    """Item 13: PNG or JPEG bytes (an upload) are classified as the file would be."""
+    clf = classifiers["int8"]
+    Image.fromarray(fmnist_test.images[0]).save(tmp_path / "a.png")
+    Image.fromarray(255 - fmnist_test.images[1]).resize((84, 84)).save(tmp_path / "b.jpg")
+    for name in ("a.png", "b.jpg"):
+        data = (tmp_path / name).read_bytes()
+        assert clf.predict(data) == clf.predict(tmp_path / name)
+        assert clf.predict(bytearray(data)) == clf.predict(tmp_path / name)
+    assert clf.predict_batch([(tmp_path / "a.png").read_bytes()])[0] == clf.predict(
+        tmp_path / "a.png")
+    for data, words in ((b"", "empty"), (b"hello", "not an image")):
+        with pytest.raises(ImageError, match=words) as info:
+            clf.predict(data)
+        assert "\n" not in str(info.value)
+
+
+def test_predict_and_predict_proba_check_pixels_alike(classifiers, fmnist_test):
+    """Item 13: one validation for both: integer pixels 0-255 accepted, anything else refused
+    with the same message."""
+    clf = classifiers["int8"]
+    batch = fmnist_test.images[:3]
+    wide = batch.astype(np.int64)
+    np.testing.assert_array_equal(clf.predict_proba(wide), clf.predict_proba(batch))
+    assert clf.predict(wide[0]) == clf.predict(batch[0])
+    for bad in (batch.astype(np.float32), np.full((3, 28, 28), 300, np.int64)):
+        with pytest.raises(ImageError) as batched:
+            clf.predict_proba(bad)
+        with pytest.raises(ImageError) as single:
+            clf.predict(bad[0])
+        assert str(batched.value) == str(single.value)
+
+
+def test_top_k_below_one_is_refused(classifiers, fmnist_test):
+    """Item 13: top_k=0 is a usage error naming top_k, in every entry point."""
+    from fmnist_edge.edge_runtime.batch import classify_inputs
+
+    clf = classifiers["int8"]
+    image = fmnist_test.images[0]
+    calls = (
+        lambda: clf.predict(image, top_k=0),
+        lambda: clf.predict_batch([image], top_k=0),
+        lambda: list(classify_inputs(clf, ["x.png"], top_k=0)),
+    )
+    for call in calls:
+        with pytest.raises(UsageError, match=r"^top_k must be >= 1 \(got 0\)$"):
+            call()
 
 
 def test_an_upscaled_dark_background_image_is_classified_as_its_label(fmnist_test, tmp_path):

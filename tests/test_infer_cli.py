@@ -242,3 +242,13 @@ def test_help_loads_nothing_heavy():
     result = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+# --- issue 15: what a new user hit ------------------------------------------------------------
+
+
+def test_top_k_zero_is_refused_with_the_library_message(images, model):
+    """Item 13: the command refuses --top-k 0 with the library's own check, named as an option."""
+    result = run("--model", model, "--top-k", "0", images)
+    assert result.exit_code == 2
+    assert result.output == "error: --top-k must be >= 1 (got 0)\n"

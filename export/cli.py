@@ -19,7 +19,7 @@ from fmnist_edge.common.cli import (
 )
 from fmnist_edge.common.nativelog import native_stderr_captured
 
-from .config import INT8_IO, MODES, ExportConfig
+from .config import INT8_IO, MODES, TARGETS, ExportConfig
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,6 +45,14 @@ from .config import INT8_IO, MODES, ExportConfig
     is_flag=True,
     help="Keep the final softmax inside the .tflite. By default the file outputs the logits "
     "and the runtime applies softmax: exact on every CPU and finer than int8 probabilities.",
+)
+@click.option(
+    "--target",
+    "targets",
+    type=click.Choice(TARGETS),
+    multiple=True,
+    help="Also write {name}-mediapipe.tflite beside each file: RGB uint8 in, probabilities "
+    "out, for MediaPipe Tasks' ImageClassifier and the TFLite Task Library.",
 )
 @click.option(
     "--out",

@@ -12,6 +12,7 @@ from fmnist_edge.common.labels import NUM_CLASSES
 
 MODES = ("float32", "float16", "int8", "dynamic")  # --quantize choices, in "all" order
 INT8_IO = ("int8", "uint8", "float32")  # --int8-io choices: the int8 model's I/O tensor dtype
+TARGETS = ("mediapipe",)  # --target choices: a second file per mode, for another consumer
 VAL_FRACTION, SPLIT_SEED = 0.2, 42  # the notebook's train/validation split (see data.py)
 
 
@@ -44,6 +45,7 @@ class ExportConfig:
     modes: tuple[str, ...] = ("int8",)  # conversions to run, each a member of MODES
     int8_io: str = "int8"  # dtype of the int8 model's input/output tensors: int8, uint8, float32
     keep_softmax: bool = False  # keep the final softmax in the file (default: output the logits)
+    targets: tuple[str, ...] = ()  # "mediapipe": also {name}-mediapipe.tflite, RGB in, softmax out
     out: Path | None = None  # a .tflite file (one mode only) or a folder; None: beside the model
     calibration_samples: int = 500  # representative images, stratified by class, train part
     validate_samples: int | None = None  # validation images to score; None: all 12,000
@@ -61,6 +63,10 @@ class ExportConfig:
         if self.out is not None:
             object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "modes", parse_modes(tuple(self.modes)))
+        object.__setattr__(self, "targets", tuple(dict.fromkeys(self.targets)))
+        for target in self.targets:
+            if target not in TARGETS:
+                raise UsageError(f"unknown --target {target!r}; choose from {', '.join(TARGETS)}")
         if not self.modes:
             raise UsageError("--quantize: no mode given")
         if self.int8_io not in INT8_IO:

@@ -148,18 +148,18 @@ def pixel_offset(scale: float, zero_point: int, dtype: str) -> int | None:
     return int(offsets[0]) if np.all(offsets == offsets[0]) else None
 
 
-def io_quantization(tflite: bytes) -> dict[str, Any]:
+def io_quantization(tflite: bytes, shape: tuple[int, ...] = IMAGE_SHAPE) -> dict[str, Any]:
     """The input and output tensors' dtype, scale and zero point, read from the interpreter
-    (the truth), for the metadata record."""
+    (the truth), for the metadata record. ``shape``: the input's, batch aside."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_content=tflite)
     inputs, outputs = interp.get_input_details(), interp.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
         raise ValueError(f"expected 1 input and 1 output, got {len(inputs)} and {len(outputs)}")
-    shape = tuple(int(d) for d in inputs[0]["shape"][1:])
-    if shape != IMAGE_SHAPE:
-        raise ValueError(f"converted input shape {shape}, expected {IMAGE_SHAPE}")
+    got = tuple(int(d) for d in inputs[0]["shape"][1:])
+    if got != shape:
+        raise ValueError(f"converted input shape {got}, expected {shape}")
     info = {"input": _tensor_info(inputs[0]), "output": _tensor_info(outputs[0])}
     inp = info["input"]
     if inp["scale"] is not None:

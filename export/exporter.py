@@ -3,6 +3,8 @@
 For each mode: convert, attach the fmnist_edge metadata, write a candidate file beside the
 target, score it with edge_runtime on the validation split, enforce --max-drop, and only then
 rename it into place. A failed mode leaves nothing behind and the other modes still run.
+Every file gets the standard TFLite metadata too, written last (standard_metadata.py), and
+--target mediapipe adds each file's RGB variant, checked against it the same way.
 """
 
 from __future__ import annotations
@@ -26,10 +28,19 @@ from fmnist_edge.edge_runtime.metadata import write_metadata
 
 from .config import SPLIT_SEED, VAL_FRACTION, ExportConfig, variant_name
 from .convert import calibration_indices, convert, io_quantization, without_softmax
-from .record import base_record, mode_record, validation_record
-from .validate import Validation, compare, keras_proba, tflite_proba
+from .mediapipe_model import mediapipe_model
+from .record import (
+    agreement_record,
+    base_record,
+    mediapipe_record,
+    mode_record,
+    validation_record,
+)
+from .standard_metadata import write_standard_metadata
+from .validate import Validation, compare, keras_proba, rgb_proba, tflite_proba
 
 RUN_MODEL, RUN_METRICS = "model.keras", "metrics.json"
+MEDIAPIPE_TOLERANCE_PP = 0.1  # the -mediapipe.tflite's top-1 accuracy vs its source file's
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,14 @@ class _Rejected(Exception):
 
 
 @dataclass(frozen=True)
+class DerivedFile:
+    target: str  # --target: "mediapipe"
+    path: Path
+    size_bytes: int
+    check: dict[str, Any]  # agreement with the file it was made from (record.agreement_record)
+
+
+@dataclass(frozen=True)
 class ExportResult:
     mode: str  # float32, float16, int8 or dynamic
     variant: str  # the mode, tagged with the I/O dtype when int8 I/O isn't int8
@@ -53,6 +72,7 @@ class ExportResult:
     validation: Validation
     passed: bool  # within --max-drop (always True without one)
     metadata: dict[str, Any] = field(repr=False, default_factory=dict)
+    derived: tuple[DerivedFile, ...] = ()  # --target files made from this one
 
     def line(self) -> str:
         """One human line: mode, size, conversion time, accuracies, drop, agreement."""
@@ -63,6 +83,11 @@ class ExportResult:
             f"  convert {self.convert_seconds:5.1f} s"
             f"  float {100 * v.float_accuracy:6.2f}%  tflite {100 * v.tflite_accuracy:6.2f}%"
             f"  drop {v.drop_pp:+.2f} pp  agree {100 * v.agreement:6.2f}%  {where}"
+        ) + "".join(
+            f"\n{'  + ' + d.target:<14} {d.size_bytes / 1024:9.1f} KiB"
+            f"  tflite {100 * d.check['tflite_accuracy']:6.2f}%"
+            f"  agree {100 * d.check['agreement']:6.2f}% with {self.variant}  -> {d.path}"
+            for d in self.derived
         )
 
 
@@ -151,8 +176,13 @@ def output_paths(cfg: ExportConfig, model_path: Path, name: str) -> dict[str, Pa
     return {m: folder / f"{name}-{variant_name(m, cfg.int8_io)}.tflite" for m in cfg.modes}
 
 
-def _prepare_targets(targets: dict[str, Path], force: bool) -> None:
-    for path in targets.values():
+def mediapipe_path(target: Path) -> Path:
+    """Where --target mediapipe puts the variant of ``target``: beside it, -mediapipe added."""
+    return target.with_name(f"{target.stem}-mediapipe{target.suffix or '.tflite'}")
+
+
+def _prepare_targets(paths: list[Path], force: bool) -> None:
+    for path in paths:
         if path.is_dir():
             raise UsageError(f"{path}: is a directory")
         if path.exists() and not force:
@@ -176,7 +206,8 @@ def export(
     model_path, metrics = resolve_source(cfg.source)
     name = str((metrics or {}).get("arch") or model_path.stem)
     targets = output_paths(cfg, model_path, name)
-    _prepare_targets(targets, cfg.force)  # before minutes of work, not after
+    derived = {m: mediapipe_path(p) for m, p in targets.items() if "mediapipe" in cfg.targets}
+    _prepare_targets([*targets.values(), *derived.values()], cfg.force)  # before minutes of work
     model = load_keras(model_path)
     check_classifier(model, model_path)
     logits_model = None if cfg.keep_softmax else without_softmax(model)
@@ -202,7 +233,9 @@ def export(
     net = model if logits_model is None else logits_model  # validated against ``model``
     results, rejected = [], []
     for mode in cfg.modes:
-        result = _export_one(cfg, mode, net, calibration, base, targets[mode], holdout)
+        result = _export_one(
+            cfg, mode, net, calibration, base, targets[mode], holdout, derived.get(mode)
+        )
         results.append(result)
         if not result.passed:
             rejected.append(result)
@@ -227,6 +260,7 @@ def _export_one(
     base: dict[str, Any],
     target: Path,
     holdout: _Holdout,
+    mediapipe_target: Path | None = None,
 ) -> ExportResult:
     raw, seconds = convert(model, mode, calibration if mode == "int8" else None, cfg.int8_io)
     meta = mode_record(base, cfg, mode, io_quantization(raw), seconds)
@@ -236,13 +270,17 @@ def _export_one(
             proba = tflite_proba(candidate, holdout.images, cfg.threads)
             validation = compare(holdout.float_proba, proba, holdout.labels)
             meta["validation"] = validation_record(validation)
-            data = write_metadata(raw, meta)
+            # the standard metadata last: re-serializing the model would drop its labels zip
+            data = write_standard_metadata(write_metadata(raw, meta), meta)
             passed = cfg.max_drop is None or validation.drop_pp <= cfg.max_drop
             if not passed:
                 raise _Rejected
             atomic_write_bytes(candidate, data)  # fsynced, then renamed over target
     except _Rejected:
         pass
+    derived = ()
+    if passed and mediapipe_target is not None:
+        derived = (_export_mediapipe(cfg, raw, meta, proba, target, mediapipe_target, holdout),)
     return ExportResult(
         mode=mode,
         variant=variant_name(mode, cfg.int8_io),
@@ -252,4 +290,35 @@ def _export_one(
         validation=validation,
         passed=passed,
         metadata=meta,
+        derived=derived,
     )
+
+
+def _export_mediapipe(
+    cfg: ExportConfig,
+    raw: bytes,
+    meta: dict[str, Any],
+    reference: np.ndarray,
+    source: Path,
+    target: Path,
+    holdout: _Holdout,
+) -> DerivedFile:
+    """``source``'s MediaPipe variant (mediapipe_model.py), scored on the same images, and
+    written only if its top-1 accuracy is that of ``source`` (``reference``: its outputs)."""
+    graph = mediapipe_model(raw, meta["output"]["values"] == "logits", str(source))
+    rgb_shape = (*IMAGE_SHAPE[:2], 3)
+    mp_meta = mediapipe_record(meta, io_quantization(graph, rgb_shape), source.name)
+    with atomic_path(target) as candidate:  # removed unless the block succeeds
+        candidate.write_bytes(graph)
+        proba = rgb_proba(candidate, holdout.images, cfg.threads)
+        check = agreement_record(reference, proba, holdout.labels, source.name)
+        if abs(check["difference_pp"]) > MEDIAPIPE_TOLERANCE_PP:
+            raise QualityError(
+                f"{target}: top-1 accuracy {100 * check['tflite_accuracy']:.2f}% is not "
+                f"{source.name}'s {100 * check['reference_accuracy']:.2f}% (within "
+                f"{MEDIAPIPE_TOLERANCE_PP} pp); no file written"
+            )
+        mp_meta["validation"] = check
+        data = write_standard_metadata(write_metadata(graph, mp_meta), mp_meta)
+        atomic_write_bytes(candidate, data)
+    return DerivedFile("mediapipe", target, len(data), check)

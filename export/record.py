@@ -17,6 +17,7 @@ from fmnist_edge.common.labels import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
 
 from .config import SPLIT_SEED, VAL_FRACTION, ExportConfig
 from .convert import NORMALIZATION
+from .mediapipe_model import LUMA_CODES, LUMA_DENOMINATOR
 from .validate import Validation
 
 WEIGHTS = {  # how each mode stores the weights
@@ -128,5 +129,44 @@ def mode_record(
 def validation_record(validation: Validation) -> dict[str, Any]:
     return {
         **validation.to_dict(),
+        "split": f"train split, validation part ({VAL_FRACTION:.0%}, seed {SPLIT_SEED})",
+    }
+
+
+def mediapipe_record(
+    meta: dict[str, Any], io_quantization: dict[str, Any], source: str
+) -> dict[str, Any]:
+    """The record of ``source``'s MediaPipe variant (export/mediapipe_model.py): RGB uint8 in,
+    converted to gray inside, float32 probabilities out; everything else as ``source``'s."""
+    return {
+        **meta,
+        "input": {
+            **meta["input"],
+            "shape": [1, *IMAGE_SHAPE[:2], 3],
+            "color": "rgb",
+            "grayscale": "inside the model: ITU-R 601 luma, ({} R + {} G + {} B) / {}".format(
+                *LUMA_CODES, LUMA_DENOMINATOR
+            ),
+        },
+        "output": {**meta["output"], "values": "probabilities"},
+        "quantization": {**meta["quantization"], **io_quantization},
+        "provenance": {**meta["provenance"], "target": "mediapipe", "derived_from": source},
+    }
+
+
+def agreement_record(
+    reference: np.ndarray, proba: np.ndarray, labels: np.ndarray, source: str
+) -> dict[str, Any]:
+    """How a derived file's outputs compare with those of the file it was derived from."""
+    ref_top, top = np.argmax(reference, axis=1), np.argmax(proba, axis=1)
+    accuracy, ref_accuracy = float(np.mean(top == labels)), float(np.mean(ref_top == labels))
+    return {
+        "samples": int(len(labels)),
+        "reference": source,
+        "reference_accuracy": ref_accuracy,
+        "tflite_accuracy": accuracy,
+        "difference_pp": round(100.0 * (accuracy - ref_accuracy), 6),
+        "agreement": float(np.mean(top == ref_top)),
+        "max_abs_difference": float(np.max(np.abs(proba - reference), initial=0.0)),
         "split": f"train split, validation part ({VAL_FRACTION:.0%}, seed {SPLIT_SEED})",
     }

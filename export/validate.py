@@ -41,6 +41,29 @@ def tflite_proba(
     return np.asarray(Classifier(path, threads=threads).predict_proba(images), dtype=np.float32)
 
 
+def rgb_proba(
+    path: str | os.PathLike, images: np.ndarray, threads: int | None = None, batch: int = 1000
+) -> np.ndarray:
+    """(N, 28, 28) uint8 -> (N, 10) float32 from a -mediapipe.tflite file, fed as MediaPipe
+    feeds it: the gray image repeated into R, G and B, uint8, no normalization of ours."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path), num_threads=threads)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    rgb = np.repeat(np.asarray(images, np.uint8)[..., None], 3, axis=-1)
+    parts, size = [], None
+    for i in range(0, len(rgb), batch):
+        chunk = rgb[i : i + batch]
+        if len(chunk) != size:
+            interp.resize_tensor_input(inp["index"], [len(chunk), *rgb.shape[1:]])
+            interp.allocate_tensors()
+            size = len(chunk)
+        interp.set_tensor(inp["index"], chunk)
+        interp.invoke()
+        parts.append(np.array(interp.get_tensor(out["index"]), dtype=np.float32))
+    return np.concatenate(parts) if parts else np.zeros((0, 10), np.float32)
+
+
 def compare(float_proba: np.ndarray, tflite_proba: np.ndarray, labels: np.ndarray) -> Validation:
     """Accuracy of each, the drop, and their top-1 agreement."""
     labels = np.asarray(labels)

@@ -12,7 +12,13 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 # Fixtures that train or convert a real model, and modules whose tests do (train(), export()).
 TRAINING_FIXTURES = {"tiny_keras", "tiny_tflite"}
-TRAINING_MODULES = {"test_train.py", "test_train_recipe.py", "test_export.py", "test_export_cli.py"}
+TRAINING_MODULES = {
+    "test_train.py",
+    "test_train_recipe.py",
+    "test_export.py",
+    "test_export_cli.py",
+    "test_export_metadata.py",
+}
 DATA_FIXTURES = {"fmnist_train", "fmnist_test"} | TRAINING_FIXTURES
 NO_DATA = (
     "Fashion-MNIST not found: apt-get install dataset-fashion-mnist "

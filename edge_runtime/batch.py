@@ -40,12 +40,19 @@ def _has_magic(arg: str) -> bool:
     return any(ch in arg for ch in "*?[")
 
 
-def _directory_images(directory: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in directory.iterdir()
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
-    )
+def _directory_images(directory: Path) -> list[str]:
+    """The names of a directory's images, sorted. Plain names, not Paths: a listing of 50,000
+    files holds about 3 MiB this way and 16 MiB as Path objects (a Pi Zero 2 has 512 MiB)."""
+    with os.scandir(directory) as entries:
+        names = [
+            e.name
+            for e in entries
+            if not e.name.startswith(".")
+            and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES
+            and e.is_file()
+        ]
+    names.sort()
+    return names
 
 
 def expand_inputs(args: Iterable[str | os.PathLike]) -> Iterator[Outcome]:
@@ -74,8 +81,8 @@ def expand_inputs(args: Iterable[str | os.PathLike]) -> Iterator[Outcome]:
             if not images:
                 suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
                 yield Outcome(text, error=f"{text}: no images in directory (looked for {suffixes})")
-            for image in images:
-                yield Outcome(str(image))
+            for name in images:
+                yield Outcome(str(path / name))
         else:
             yield Outcome(text)
 

@@ -53,7 +53,8 @@ from .checks import MODES, check_top_k  # the library's own checks, without nump
     "--submission",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Also write id,label rows (file stem, class index): the hackathon's format.",
+    help="Also write id,label rows (file stem, class index), the hackathon's format, as results "
+    "come (into a temporary file beside it, renamed into place at the end).",
 )
 @model_option
 @threads_option
@@ -92,7 +93,7 @@ def main(
 
     from .batch import classify_inputs
     from .classifier import Classifier
-    from .output import csv_header, csv_line, csv_row, json_line, text_line, write_submission
+    from .output import csv_header, csv_line, csv_row, json_line, submission_writer, text_line
 
     quiet = contextlib.nullcontext() if debug else native_stderr_captured()
     with quiet:
@@ -100,29 +101,33 @@ def main(
     if verbose:
         click.echo(f"model {clf.name} ({clf.input_dtype} input), runtime {clf.runtime}", err=True)
 
-    outcomes, failed = [], 0
+    # Results stream: each is printed, and its submission row written to a temporary file
+    # beside --submission, as it comes (memory stays flat for any number of images). The file
+    # is renamed into place at the end; an error or Ctrl-C leaves nothing behind.
+    rows = submission_writer(submission) if submission else contextlib.nullcontext(None)
+    seen = failed = 0
     try:
-        if as_csv:
-            click.echo(csv_line(csv_header(top_k)))
-        for outcome in classify_inputs(clf, images, mode=mode, top_k=top_k):
-            outcomes.append(outcome)
-            failed += not outcome.ok
-            if as_json:
-                click.echo(json_line(outcome))
-                continue
+        with rows as add_row:
             if as_csv:
-                click.echo(csv_line(csv_row(outcome, top_k)))
-            if outcome.ok and not as_csv:
-                click.echo(text_line(outcome))
-            elif not outcome.ok:
-                click.echo(text_line(outcome), err=True)
+                click.echo(csv_line(csv_header(top_k)))
+            for outcome in classify_inputs(clf, images, mode=mode, top_k=top_k):
+                seen, failed = seen + 1, failed + (not outcome.ok)
+                if add_row is not None:
+                    add_row(outcome)
+                if as_json:
+                    click.echo(json_line(outcome))
+                    continue
+                if as_csv:
+                    click.echo(csv_line(csv_row(outcome, top_k)))
+                if outcome.ok and not as_csv:
+                    click.echo(text_line(outcome))
+                elif not outcome.ok:
+                    click.echo(text_line(outcome), err=True)
     except BrokenPipeError:  # `fmnist-infer dir | head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
-    if submission:
-        write_submission(submission, outcomes)
     if verbose:
-        click.echo(f"{len(outcomes) - failed} classified, {failed} failed", err=True)
+        click.echo(f"{seen - failed} classified, {failed} failed", err=True)
     if failed:
         sys.exit(1)
 

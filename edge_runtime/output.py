@@ -1,17 +1,18 @@
 """fmnist-infer's output formats: text lines, JSON Lines, CSV rows, and the hackathon
-submission file (``id,label``: the file's stem and the class index)."""
+submission file (``id,label``: the file's stem and the class index), written as results come."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from fmnist_edge.common.fileio import atomic_write_text
+from fmnist_edge.common.fileio import atomic_open
 
 from .batch import Outcome
 
@@ -72,12 +73,35 @@ def csv_line(row: list[str]) -> str:
     return buf.getvalue()
 
 
+SUBMISSION_HEADER = "id,label"
+
+
+def submission_line(outcome: Outcome) -> str | None:
+    """``id,label`` for a classified input (id = file stem, label = class index); None for one
+    that failed (it has no row)."""
+    if not outcome.ok:
+        return None
+    return csv_line([Path(outcome.path).stem, str(outcome.prediction.index)])
+
+
 def submission_text(outcomes: Iterable[Outcome]) -> str:
-    """``id,label`` rows for the successful outcomes: id = file stem, label = class index."""
-    lines = ["id,label"]
-    lines += [csv_line([Path(o.path).stem, str(o.prediction.index)]) for o in outcomes if o.ok]
-    return "\n".join(lines) + "\n"
+    """The whole submission for ``outcomes``, header first."""
+    rows = (line for line in map(submission_line, outcomes) if line is not None)
+    return "\n".join([SUBMISSION_HEADER, *rows]) + "\n"
 
 
-def write_submission(path: str | os.PathLike, outcomes: Iterable[Outcome]) -> None:
-    atomic_write_text(path, submission_text(outcomes))
+@contextlib.contextmanager
+def submission_writer(path: str | os.PathLike) -> Iterator[Callable[[Outcome], None]]:
+    """``with submission_writer(p) as add: add(outcome)...``: each row is written as it comes,
+    into a temporary file beside ``path``, so memory stays flat however many images there are;
+    the file is renamed over ``path`` when the block ends without an error. A failure or a
+    Ctrl-C leaves ``path`` as it was, and nothing else."""
+    with atomic_open(path, "w") as fh:
+        fh.write(SUBMISSION_HEADER + "\n")
+
+        def add(outcome: Outcome) -> None:
+            line = submission_line(outcome)
+            if line is not None:
+                fh.write(line + "\n")
+
+        yield add

@@ -252,3 +252,49 @@ def test_top_k_zero_is_refused_with_the_library_message(images, model):
     result = run("--model", model, "--top-k", "0", images)
     assert result.exit_code == 2
     assert result.output == "error: --top-k must be >= 1 (got 0)\n"
+
+
+def test_submission_writer_streams_and_commits_only_at_the_end(tmp_path):
+    """Item 15: rows go to a temporary file beside the target as they come; the target appears
+    (renamed) when the block ends, and a failure leaves the old file and nothing else."""
+    from fmnist_edge.edge_runtime.output import submission_writer
+
+    pred = Prediction("Bag", 8, 0.875, [("Bag", 0.875)])
+    target = tmp_path / "sub.csv"
+    with submission_writer(target) as add:
+        add(Outcome("d/x.png", prediction=pred))
+        add(Outcome("d/bad.png", error="d/bad.png: oops"))
+        add(Outcome("d/a,b.png", prediction=pred))
+        assert not target.exists() and len(list(tmp_path.iterdir())) == 1  # the temporary
+    assert target.read_text() == 'id,label\nx,8\n"a,b",8\n'
+    with pytest.raises(KeyboardInterrupt), submission_writer(target) as add:
+        add(Outcome("d/y.png", prediction=pred))
+        raise KeyboardInterrupt
+    assert target.read_text() == 'id,label\nx,8\n"a,b",8\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["sub.csv"]
+
+
+def test_an_interrupted_run_leaves_no_partial_submission(images, model, tmp_path, monkeypatch):
+    """Item 15: fmnist-infer writes --submission as it classifies, into a temporary file that a
+    Ctrl-C removes; a submission already there is left whole."""
+    from fmnist_edge.edge_runtime import batch
+
+    out = tmp_path / "out"
+    out.mkdir()
+    sub = out / "submission.csv"
+    sub.write_text("id,label\nmine,1\n")
+    real, seen = batch.classify_inputs, []
+
+    def interrupted(*args, **kwargs):  # the real classification, with a Ctrl-C after 4 images
+        for n, outcome in enumerate(real(*args, **kwargs)):
+            if n == 4:
+                seen.extend(p.name for p in out.iterdir())
+                raise KeyboardInterrupt
+            yield outcome
+
+    monkeypatch.setattr(batch, "classify_inputs", interrupted)
+    result = run("--model", model, "--submission", sub, images, images)
+    assert result.exit_code == 130 and "interrupted" in result.output
+    assert any(name.startswith(".submission.csv.") for name in seen), seen  # streamed beside
+    assert [p.name for p in out.iterdir()] == ["submission.csv"]
+    assert sub.read_text() == "id,label\nmine,1\n"

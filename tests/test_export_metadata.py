@@ -241,3 +241,20 @@ def test_mediapipe_image_classifier_runs_the_file(mediapipe_export, fmnist_test)
             assert proba[top.index] == pytest.approx(proba.max(), abs=1e-6)
             assert top.category_name == CLASS_NAMES[top.index]
             assert top.score == pytest.approx(proba.max(), abs=1e-5)
+
+
+def test_cli_target_mediapipe(tiny_keras, tmp_path):
+    from click.testing import CliRunner
+
+    from fmnist_edge.export.cli import main
+
+    args = [tiny_keras, "--target", "mediapipe", "--out", tmp_path, "--validate-samples", 100]
+    result = CliRunner().invoke(main, [str(a) for a in [*args, "--calibration-samples", 100]])
+    assert result.exit_code == 0, result.output
+    assert "+ mediapipe" in result.output and "agree 100.00% with int8" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "model-int8-mediapipe.tflite",
+        "model-int8.tflite",
+    ]
+    bad = CliRunner().invoke(main, [str(tiny_keras), "--target", "coreml"])
+    assert bad.exit_code == 2 and "'coreml' is not 'mediapipe'" in bad.output

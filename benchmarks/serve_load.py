@@ -186,13 +186,14 @@ def run_phase(
                 outcome[key] += n
 
     threads = [threading.Thread(target=worker) for _ in range(clients)]
-    cpu_start, start = cpu_seconds(pid), time.perf_counter()
+    cpu_start, start, client_start = cpu_seconds(pid), time.perf_counter(), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
     server_cpu = cpu_seconds(pid) - cpu_start
+    client_cpu = time.process_time() - client_start  # this process: the load generator
     ms = np.array(latencies) * 1000.0 if latencies else np.array([np.nan])
     return {
         "clients": clients,
@@ -203,6 +204,7 @@ def run_phase(
         "p99_ms": round(float(np.percentile(ms, 99)), 3),
         "max_ms": round(float(np.max(ms)), 3),
         "server_cpu_ms_per_request": round(server_cpu * 1000.0 / max(1, len(latencies)), 3),
+        "client_cpu_ms_per_request": round(client_cpu * 1000.0 / max(1, len(latencies)), 3),
         **outcome,
         "errors": outcome["good_lost"] + outcome["bad_unexpected"] + outcome["transport_errors"],
     }
@@ -317,6 +319,13 @@ def measure(args: argparse.Namespace) -> dict:
             report["load"].append(row)
         mix = [u for i, g in enumerate(good) for u in (g, bad[i % len(bad)])]  # half bad
         report["mix"] = run_phase(port, mix, 8, args.requests, args.seconds, proc.pid)
+        # What the HTTP layer costs without the model: a GET, and a POST whose body is read
+        # and refused by the decoder (415), both at 8 clients.
+        health = Upload(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 200, None)
+        report["overhead"] = {
+            "healthz": run_phase(port, [health], 8, args.requests, args.seconds, proc.pid),
+            "not_image": run_phase(port, bad[1:2], 8, args.requests, args.seconds, proc.pid),
+        }
         soak = [
             bad[i // 5 % len(bad)] if i % 5 == 4 else good[i % len(good)]
             for i in range(len(good) * 5)
@@ -349,16 +358,17 @@ def render(r: dict) -> str:
         f" images/s, {r['in_process_cpu_ms_per_image']:.3f} CPU ms per image",
         "",
         "| clients | requests | req/s | p50 ms | p99 ms | max ms | errors | ratio to in-process "
-        "| server CPU ms/request |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| server CPU ms/request | client CPU ms/request |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in r["load"]:
         lines.append(
             f"| {row['clients']} | {row['requests']:,} | {row['requests_per_s']:,.0f} | "
             f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['max_ms']:.1f} | {row['errors']} | "
-            f"{row['ratio_to_in_process']:.2f} | {row['server_cpu_ms_per_request']:.3f} |"
+            f"{row['ratio_to_in_process']:.2f} | {row['server_cpu_ms_per_request']:.3f} | "
+            f"{row['client_cpu_ms_per_request']:.3f} |"
         )
-    mix, soak = r["mix"], r["soak"]
+    mix, soak, over = r["mix"], r["soak"], r["overhead"]
     lines += [
         "",
         f"mix (8 clients, half bad): {mix['good']:,} good, {mix['good_lost']} lost; "
@@ -368,6 +378,15 @@ def render(r: dict) -> str:
         f"{soak['requests_per_s']:,.0f} req/s, worst quarter's p99 {soak['p99_ms']:.2f} ms; RSS "
         f"{soak['rss_before_mib']:.1f} MiB before, {soak['rss_after_mib']:.1f} MiB after (after "
         f"each quarter: {', '.join(f'{m:.1f}' for m in soak['rss_mib'][1:])})",
+        "without the model, 8 clients: "
+        + "; ".join(
+            f"{name} {o['requests_per_s']:,.0f} req/s, server {o['server_cpu_ms_per_request']:.3f}"
+            " CPU ms/request"
+            for name, o in (
+                ("GET /healthz", over["healthz"]),
+                ("POST not-an-image", over["not_image"]),
+            )
+        ),
         f"goal (>= {GOAL['requests_per_s']:,} req/s at {GOAL['clients']} clients, p99 <= "
         f"{GOAL['p99_ms']:g} ms, 0 errors): {'met' if r['goal']['met'] else 'not met'}",
     ]

@@ -406,3 +406,16 @@ def test_pi_probe_serve_on_the_host():
     got = pi_probe.serve_once(ANKLE_BOOT, None, timeout=90)
     assert got["label"] == "Ankle boot" and got["healthz"] == "ok" and got["exit_code"] == 0
     assert [t["label"] for t in got["top_k"]][:1] == ["Ankle boot"] and got["startup_s"] > 0
+
+
+def test_serve_never_imports_tensorflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['tensorflow'] = sys.modules['keras'] = None\n"
+        "import fmnist_edge.edge_runtime.serve.cli, fmnist_edge.edge_runtime.serve.server\n"
+        "print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr

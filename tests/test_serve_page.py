@@ -103,3 +103,26 @@ def test_page_reports_a_bad_upload(server, browser, tmp_path):
     browser.find_element(By.ID, "file").send_keys(str(not_an_image))
     WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "error").is_displayed())
     assert "not an image" in browser.find_element(By.ID, "error").text
+
+
+def test_page_asks_for_the_token_when_the_server_needs_one(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    token = "page-test-token-" + "y" * 20
+    (tmp_path / "token").write_text(token + "\n")
+    (tmp_path / "token").chmod(0o600)
+    srv = start_server(["--workers", "1", "--token-file", str(tmp_path / "token")])
+    try:
+        browser.get(srv.url + "/")
+        browser.find_element(By.ID, "file").send_keys(str(ANKLE_BOOT))
+        WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "auth").is_displayed())
+        assert "token" in browser.find_element(By.ID, "error").text
+        browser.find_element(By.ID, "token").send_keys(token)
+        browser.find_element(By.CSS_SELECTOR, "#auth button").click()
+        WebDriverWait(browser, 30).until(
+            lambda d: "Ankle boot" in d.find_element(By.ID, "bars").text
+        )
+        assert not browser.find_element(By.ID, "auth").is_displayed()
+    finally:
+        srv.stop()

@@ -217,13 +217,15 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def soak_phase(port: int, uploads: list[Upload], requests: int, seconds: float, pid: int) -> dict:
-    """``requests`` at 8 clients in four equal parts, the server's RSS before and after each:
-    growth that goes on part after part is a leak, a step after the first part is warm-up."""
+def soak_phase(
+    port: int, uploads: list[Upload], requests: int, seconds: float, pid: int, n_parts: int = 4
+) -> dict:
+    """``requests`` at 8 clients in ``n_parts`` equal parts, the server's RSS before and after
+    each: growth that goes on part after part is a leak, one that levels off is warm-up."""
     rss, parts = [round(rss_mib(pid), 1)], []
     deadline = time.perf_counter() + seconds
-    for k in range(4):
-        share = requests // 4 + (k < requests % 4)
+    for k in range(n_parts):
+        share = requests // n_parts + (k < requests % n_parts)
         left = max(0.0, deadline - time.perf_counter())
         parts.append(run_phase(port, uploads, 8, share, left, pid))
         rss.append(round(rss_mib(pid), 1))
@@ -237,7 +239,7 @@ def soak_phase(port: int, uploads: list[Upload], requests: int, seconds: float, 
         "requests_per_s": round(total / wall, 1),
         "p99_ms": max(p["p99_ms"] for p in parts),  # the worst part's
         **{key: sum(p[key] for p in parts) for key in counts},
-        "rss_mib": rss,  # before, then after each quarter
+        "rss_mib": rss,  # before, then after each part
         "rss_before_mib": rss[0],
         "rss_after_mib": rss[-1],
     }
@@ -330,7 +332,9 @@ def measure(args: argparse.Namespace) -> dict:
             bad[i // 5 % len(bad)] if i % 5 == 4 else good[i % len(good)]
             for i in range(len(good) * 5)
         ]  # every fifth request is bad
-        report["soak"] = soak_phase(port, soak, args.soak, args.soak_seconds, proc.pid)
+        report["soak"] = soak_phase(
+            port, soak, args.soak, args.soak_seconds, proc.pid, args.soak_parts
+        )
     finally:
         proc.terminate()
         proc.wait(30)
@@ -375,9 +379,9 @@ def render(r: dict) -> str:
         f"{mix['bad']:,} bad, {mix['bad_unexpected']} with the wrong status; "
         f"{mix['requests_per_s']:,.0f} req/s, p99 {mix['p99_ms']:.2f} ms",
         f"soak ({soak['requests']:,} requests, a fifth bad, 8 clients): {soak['errors']} errors, "
-        f"{soak['requests_per_s']:,.0f} req/s, worst quarter's p99 {soak['p99_ms']:.2f} ms; RSS "
+        f"{soak['requests_per_s']:,.0f} req/s, worst part's p99 {soak['p99_ms']:.2f} ms; RSS "
         f"{soak['rss_before_mib']:.1f} MiB before, {soak['rss_after_mib']:.1f} MiB after (after "
-        f"each quarter: {', '.join(f'{m:.1f}' for m in soak['rss_mib'][1:])})",
+        f"each part: {', '.join(f'{m:.1f}' for m in soak['rss_mib'][1:])})",
         "without the model, 8 clients: "
         + "; ".join(
             f"{name} {o['requests_per_s']:,.0f} req/s, server {o['server_cpu_ms_per_request']:.3f}"
@@ -403,6 +407,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds per phase (cap)")
     parser.add_argument("--soak", type=int, default=10_000, help="requests in the soak")
     parser.add_argument("--soak-seconds", type=float, default=300.0, help="the soak's time cap")
+    parser.add_argument("--soak-parts", type=int, default=4, help="RSS is read after each part")
     parser.add_argument("--images", type=int, default=256, help="distinct test images")
     parser.add_argument("--baseline-seconds", type=float, default=3.0)
     parser.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX files")

@@ -29,6 +29,7 @@ FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
     "--window-size=900,900",
 )
 ACCENT = (0x2F, 0x6F, 0xDE)  # the bars' colour in static/index.html

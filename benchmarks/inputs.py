@@ -140,8 +140,8 @@ def export_missing(
     def report(result: Any) -> None:
         written.append(result)
         now = f"{result.variant} written"
-        if len(written) < len(EXPORT_FORMATS):
-            now += f"; converting and validating {EXPORT_FORMATS[len(written)]}"
+        if len(written) < len(EXPORT_FORMATS):  # the next one is converted, then validated
+            now += f", now {EXPORT_FORMATS[len(written)]}"
         if tick is not None:
             tick(len(written), now)
 

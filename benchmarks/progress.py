@@ -63,13 +63,20 @@ class Bar:
             except (OSError, ValueError):  # the stream was closed under us: stop drawing
                 return
 
-    def _line(self) -> str:
+    def _line(self, columns: int | None = None) -> str:
+        """The bar's text; within ``columns`` the drawn bar is dropped before the note is cut."""
         frac = self.done / self.total
         filled = int(self.width * frac)
         bar = "#" * filled + "-" * (self.width - filled)
         elapsed = time.perf_counter() - self._start
-        line = f"{self.label} [{bar}] {self.done}/{self.total} {elapsed:5.1f}s"
-        return f"{line}: {self.note}" if self.note else line
+        counts = f"{self.done}/{self.total} {elapsed:5.1f}s"
+        line = f"{self.label} [{bar}] {counts}"
+        if not self.note:
+            return line if columns is None else line[:columns]
+        line = f"{line}: {self.note}"
+        if columns is not None and len(line) > columns:
+            line = f"{self.label} {counts}: {self.note}"[:columns]
+        return line
 
     def _write(self, text: str) -> None:
         with self._lock:
@@ -83,7 +90,7 @@ class Bar:
         if force or now - self._last_draw > 0.1 or self.done == self.total:
             self._last_draw = now
             columns = shutil.get_terminal_size().columns  # a wrapped line would not redraw
-            self._write("\r" + self._line()[: max(columns - 1, 20)] + "\x1b[K")
+            self._write("\r" + self._line(max(columns - 1, 20)) + "\x1b[K")
 
     def finish(self, ok: bool = True) -> None:
         self._stop.set()

@@ -101,8 +101,7 @@ def _resolve(cfg: BenchConfig, device: bool, notes: list[str], progress) -> _Mod
         target.mkdir(parents=True, exist_ok=True)
         # a minute for a large model: a step per format, and a note saying which one is on
         with progress(f"exporting {', '.join(EXPORT_FORMATS)}", len(EXPORT_FORMATS)) as bar:
-            bar.update(0, f"loading {keras_path.name} and the validation images, then "
-                       f"converting {EXPORT_FORMATS[0]}")
+            bar.update(0, f"loading {keras_path.name}, then {EXPORT_FORMATS[0]}")
             tflite_paths = export_missing(cfg, keras_path, target, tick=bar.update)
         notes.append(f"no .tflite found: exported {', '.join(p.name for p in tflite_paths)}")
     if keras_path is None and not tflite_paths:

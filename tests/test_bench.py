@@ -463,3 +463,12 @@ def test_bar_in_a_log_writes_a_line_per_note():
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 and "1/3" in lines[0] and "float32 written" in lines[0]
     assert "3/3" in lines[1]
+
+
+def test_bar_keeps_the_note_within_a_terminal_line():
+    bar = Bar("exporting float32, float16, int8", 3, stream=io.StringIO())
+    bar.update(1, note="float32 written, now float16")
+    line = bar._line(79)  # an 80-column terminal: the drawn bar goes, the note stays whole
+    assert len(line) <= 79 and line.endswith(": float32 written, now float16")
+    assert "1/3" in line and "[" not in line
+    assert "[" in bar._line(200) and bar._line(200).endswith("now float16")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+import traceback
 from importlib import resources
 from typing import Any
 
@@ -125,12 +126,18 @@ class Guard:
         try:
             refusal = self._refusal(scope)
             if refusal is not None:
-                state["error_kind"] = refusal.kind
-                await problem_response(refusal)(scope, receive, send_with_headers)
+                state["error_kind"] = refusal.kind  # and close: no body of theirs is read
+                await problem_response(refusal, close=True)(scope, receive, send_with_headers)
             else:
                 await self.app(scope, receive, send_with_headers)
         except Exception:
-            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            # the traceback in the message itself: fmnist-serve's log handler prints messages
+            log.error(
+                "internal error on %s %s\n%s",
+                scope.get("method"),
+                scope.get("path"),
+                traceback.format_exc().rstrip(),
+            )
             state["error_kind"] = "internal"
             if not response["started"]:
                 bug = Problem(500, "internal", "internal server error (the server log has more)")

@@ -162,6 +162,24 @@ def test_mediapipe_file_gives_the_int8_files_probabilities(mediapipe_export, fmn
     assert np.array_equal(theirs.argmax(axis=1), ours.argmax(axis=1))
 
 
+@pytest.mark.parametrize("key", sorted(STATS))
+def test_mediapipe_graph_of_every_mode(tiny_tflite, fmnist_test, tmp_path, key):
+    """float32, float16, int8 with int8, uint8 or float I/O, int8 probabilities: the same
+    probabilities as the file it is made from, through the Classifier."""
+    from fmnist_edge.export.mediapipe_model import mediapipe_model
+    from fmnist_edge.export.validate import rgb_proba
+
+    content = Path(tiny_tflite[key]).read_bytes()
+    logits = read_metadata(content)["output"]["values"] == "logits"
+    (tmp_path / "rgb.tflite").write_bytes(mediapipe_model(content, logits))
+    inp, out = _io_details(tmp_path / "rgb.tflite")
+    assert (inp["dtype"], out["dtype"]) == (np.uint8, np.float32)
+    x = fmnist_test.images[:300]
+    ours = Classifier(tiny_tflite[key]).predict_proba(x)
+    theirs = rgb_proba(tmp_path / "rgb.tflite", x)
+    np.testing.assert_allclose(theirs, ours, atol=1e-6)
+
+
 def test_mediapipe_graph_takes_luma_like_pillow(mediapipe_export):
     """A colour image reaches the original int8 input as Pillow's convert("L") gray, give or
     take one level (an int8 1x1 convolution, (64 R + 125 G + 24 B) / 213); a gray one exactly."""

@@ -8,6 +8,7 @@ gzip (or an already-unpacked copy) is accepted, and nothing unverified is ever u
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import math
@@ -160,25 +161,47 @@ def locate(
     mirrors: Sequence[str] | None = None,
     progress: Progress | None = None,
 ) -> Path:
-    """The first directory holding ``split``'s two files, downloading them if none does.
+    """The directory holding ``split``'s two files, downloading them if no place does.
 
-    Order: ``data_dir``, $FMNIST_DATA, Keras' cache, Debian's package, the download cache.
-    A download goes into ``data_dir`` (or $FMNIST_DATA) when given, else the download cache.
+    A folder the user named (``data_dir``, else $FMNIST_DATA) is the only place looked at, and
+    it must hold the files. Otherwise: Keras' cache, Debian's package, the download cache, and
+    then a download into the download cache (a failed one leaves no empty folder behind).
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}")
-    for _, directory in candidate_dirs(data_dir):
+    places = candidate_dirs(data_dir)
+    if places[0][0] in ("--data-dir", f"${ENV_DATA_DIR}"):
+        how, directory = places[0]
+        if not directory.is_dir():
+            raise DataError(f"{how} {directory}: no such folder")
+        if not _has_split(directory, split):
+            missing = [s for s in SPLITS[split] if _find_file(directory, s) is None]
+            raise DataError(
+                f"{how} {directory}: holds no Fashion-MNIST {split} files "
+                f"({', '.join(f'{m}[.gz]' for m in missing)} missing)"
+            )
+        return directory
+    for _, directory in places:
         if _has_split(directory, split):
             return directory
+    searched = ", ".join(str(d) for _, d in places)
+    not_found = f"Fashion-MNIST {split} files not found (searched {searched})"
+    advice = "install them with `apt-get install dataset-fashion-mnist`, or pass --data-dir DIR"
     if not download:
-        searched = ", ".join(str(d) for _, d in candidate_dirs(data_dir))
-        raise DataError(f"Fashion-MNIST {split} files not found (searched {searched})")
-    target = Path(data_dir or os.environ.get(ENV_DATA_DIR) or default_cache_dir())
-    for stem in SPLITS[split]:
-        if _find_file(target, stem) is None:
-            from .download import download_file  # the network only when needed
+        raise DataError(f"{not_found}; {advice}")
+    from .download import download_file  # the network only when needed
 
-            download_file(stem, target, mirrors=mirrors, progress=progress)
+    target = default_cache_dir()
+    created = [p for p in (target, *target.parents) if not p.exists()]
+    try:
+        for stem in SPLITS[split]:
+            if _find_file(target, stem) is None:
+                download_file(stem, target, mirrors=mirrors, progress=progress)
+    except DataError as exc:
+        for folder in created:  # deepest first: only the empty folders this call made
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise type(exc)(f"{not_found}, and {exc}; {advice}") from None
     return target
 
 

@@ -91,7 +91,7 @@ def main(source: Path, modes: tuple[str, ...], debug: bool, **options) -> None:
     """Convert a trained model (a run directory or a .keras file) to validated, self-describing
     .tflite files: float32, float16, int8 (full-integer) or dynamic-range."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow's first import
-    route_logging("fmnist.data", logging.INFO)  # a download says what it fetches
+    route_logging("fmnist", logging.INFO)  # fmnist.export's steps, fmnist.data's downloads
     from .exporter import export
 
     cfg = ExportConfig(source=source, modes=modes, **options)

@@ -73,6 +73,11 @@ class ExportConfig:
             raise UsageError(
                 f"unknown --int8-io {self.int8_io!r}; choose from {', '.join(INT8_IO)}"
             )
+        if self.int8_io != "int8" and "int8" not in self.modes:
+            raise UsageError(
+                f"--int8-io {self.int8_io} applies to int8 models only "
+                f"(--quantize {','.join(self.modes)} has none)"
+            )
         if self.calibration_samples < NUM_CLASSES:
             raise UsageError(
                 f"--calibration-samples must be >= {NUM_CLASSES} (at least one image per class)"

@@ -10,6 +10,7 @@ Every file gets the standard TFLite metadata too, written last (standard_metadat
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -91,6 +92,9 @@ class ExportResult:
         )
 
 
+log = logging.getLogger("fmnist.export")
+
+
 # --- the source model -------------------------------------------------------------------------
 
 
@@ -103,6 +107,12 @@ def resolve_source(source: Path) -> tuple[Path, dict[str, Any] | None]:
             raise ModelError(f"{source}: no {RUN_MODEL} in this directory (not a run directory)")
     elif not source.exists():
         raise ModelError(f"{source}: no such file or directory")
+    elif source.suffix not in KERAS_SUFFIXES:  # say it now, not after TensorFlow's import
+        what = "a TFLite model" if source.suffix == ".tflite" else f"{source.suffix or 'no'} suffix"
+        raise ModelError(
+            f"{source}: not a Keras model ({what}); fmnist-export converts a .keras file "
+            "or a run directory"
+        )
     else:
         model_path = source
     metrics_path = model_path.parent / RUN_METRICS
@@ -118,6 +128,9 @@ def resolve_source(source: Path) -> tuple[Path, dict[str, Any] | None]:
     return model_path, metrics if isinstance(metrics, dict) else None
 
 
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
 def load_keras(path: Path) -> Any:
     """The Keras model in ``path``, or ModelError saying in one line why not."""
     with native_stderr_captured():
@@ -127,7 +140,7 @@ def load_keras(path: Path) -> Any:
             return keras.models.load_model(path, compile=False)
         except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors, ...
             error = exc
-    if path.suffix not in (".keras", ".h5", ".hdf5"):
+    if path.suffix not in KERAS_SUFFIXES:
         reason = f"expected a .keras file, not {path.suffix or 'a file without extension'}"
     elif path.suffix == ".keras" and not zipfile.is_zipfile(path):
         reason = "not a zip archive"  # Keras itself would say "File not found"
@@ -208,6 +221,7 @@ def export(
     targets = output_paths(cfg, model_path, name)
     derived = {m: mediapipe_path(p) for m, p in targets.items() if "mediapipe" in cfg.targets}
     _prepare_targets([*targets.values(), *derived.values()], cfg.force)  # before minutes of work
+    log.info("loading %s", model_path)
     model = load_keras(model_path)
     check_classifier(model, model_path)
     logits_model = None if cfg.keep_softmax else without_softmax(model)
@@ -216,6 +230,7 @@ def export(
     train_idx, val_idx = train_val_split(len(split.labels), VAL_FRACTION, SPLIT_SEED)
     val_idx = val_idx[: cfg.validate_samples]  # a random subset: val_idx is a permutation
     images = split.images[val_idx]
+    log.info("scoring %s validation images with the Keras model", f"{len(images):,}")
     holdout = _Holdout(images, split.labels[val_idx], keras_proba(model, images, cfg.batch_size))
     calibration = None
     if "int8" in cfg.modes:  # from the train part only: never validation, never test
@@ -262,7 +277,11 @@ def _export_one(
     holdout: _Holdout,
     mediapipe_target: Path | None = None,
 ) -> ExportResult:
+    variant = variant_name(mode, cfg.int8_io)
+    calibrating = f", calibrating on {len(calibration):,} images" if mode == "int8" else ""
+    log.info("%s: converting%s", variant, calibrating)
     raw, seconds = convert(model, mode, calibration if mode == "int8" else None, cfg.int8_io)
+    log.info("%s: validating on %s images", variant, f"{len(holdout.labels):,}")
     meta = mode_record(base, cfg, mode, io_quantization(raw), seconds)
     try:
         with atomic_path(target) as candidate:  # removed unless the block succeeds

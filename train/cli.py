@@ -19,8 +19,9 @@ from fmnist_edge.common.cli import (
     route_logging,
     seed_option,
 )
-from fmnist_edge.common.errors import UsageError
+from fmnist_edge.common.errors import Interrupted, UsageError
 from fmnist_edge.common.nativelog import native_stderr_captured
+from fmnist_edge.dataset import locate
 
 from .config import OPTIMIZERS, TrainConfig
 from .recipes import RECIPES
@@ -73,6 +74,15 @@ def resolve_settings(
                 f"not {_show(value)}; leave the flag out or start a new --out"
             )
     return TrainConfig(**{**recorded, **given}, out=out, resume=True)
+
+
+def _interrupted(out: Path) -> str:
+    """What Ctrl-C kept, and the command that continues it."""
+    try:
+        epoch = json.loads((out / "state.json").read_text())["epoch"]
+    except (OSError, ValueError, KeyError):
+        return "interrupted before the first epoch ended; nothing was kept"
+    return f"interrupted after epoch {epoch}; continue with: fmnist-train --out {out} --resume"
 
 
 def list_archs() -> None:
@@ -158,8 +168,10 @@ def main(
 ) -> None:
     """Train a residual CNN on Fashion-MNIST (the notebook's recipe by default)."""
     route_logging("fmnist", logging.INFO)  # fmnist.train and fmnist.data (downloads)
+    quiet = contextlib.nullcontext if debug else native_stderr_captured  # TF's C++ notices
     if options.pop("list_archs"):
-        list_archs()
+        with quiet():
+            list_archs()
         return
     from .archs import ARCHS
 
@@ -171,10 +183,16 @@ def main(
     if given.get("arch", "miniresnet") not in ARCHS:  # fail before the 4 s TensorFlow import
         raise UsageError(f"unknown --arch {given['arch']!r}; choose from {', '.join(ARCHS)}")
     cfg = resolve_settings(given, out, recipe, resume)
-    with contextlib.nullcontext() if debug else native_stderr_captured():  # TF's C++ notices
-        from .trainer import train
+    if not resume or given.get("data_dir"):
+        for split in ("train", "test"):  # a data problem is said before TensorFlow's 4 s import
+            locate(split, cfg.data_dir)
+    try:
+        with quiet():
+            from .trainer import train
 
-        metrics = train(cfg)
+            metrics = train(cfg)
+    except KeyboardInterrupt:
+        raise Interrupted(_interrupted(cfg.out)) from None
     val = f"val {metrics['val_accuracy']:.4f}, " if "val_accuracy" in metrics else ""
     click.echo(
         f"{cfg.out}: test accuracy {metrics['test_accuracy']:.4f} "

@@ -14,8 +14,8 @@ import io
 import json
 import logging
 import math
-import os
 import platform
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,6 +62,8 @@ def load_data(cfg: TrainConfig) -> Data:
     else:  # all 60,000, in the file's order (fit shuffles)
         tr, va = np.arange(len(train.labels)), np.arange(0)
     n = cfg.limit
+    if n is not None and n > len(tr):
+        raise UsageError(f"--limit {n} is more than the {len(tr):,} training images")
     parts = {
         "train": (train.images[tr][:n], train.labels[tr][:n]),
         "val": (train.images[va][:n], train.labels[va][:n]),
@@ -207,8 +209,9 @@ def read_history(path: Path) -> list[dict]:
         ]
 
 
-def prepare_out(cfg: TrainConfig) -> dict[str, Any] | None:
-    """Create or check the run directory; return the saved state when resuming."""
+def check_out(cfg: TrainConfig) -> dict[str, Any] | None:
+    """Check the run directory before any work; return the saved state when resuming. A new
+    run's folder is only created by ``create_out``, once the data has loaded."""
     out = cfg.out
     state_path = out / "state.json"
     if cfg.resume:
@@ -224,6 +227,17 @@ def prepare_out(cfg: TrainConfig) -> dict[str, Any] | None:
                 f"--resume: {out} already completed {state['epoch']} epochs; raise --epochs"
             )
         return state
+    if (out / "state.json").exists() or (out / "model.keras").exists():
+        raise UsageError(f"--out {out} already holds a run; use --resume or another --out")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: not a folder")
+    return None
+
+
+def create_out(out: Path) -> list[Path]:
+    """Create a new run's folder; return the folders this made (to remove them if the run
+    fails before its first epoch is saved)."""
+    made = [p for p in (out, *out.parents) if not p.exists()][::-1]
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -231,9 +245,18 @@ def prepare_out(cfg: TrainConfig) -> dict[str, Any] | None:
         probe.unlink()
     except OSError as exc:
         raise UsageError(f"--out {out}: not writable ({exc.strerror or exc})") from None
-    if state_path.exists() or (out / "model.keras").exists():
-        raise UsageError(f"--out {out} already holds a run; use --resume or another --out")
-    return None
+    return made
+
+
+def remove_unsaved(made: list[Path]) -> None:
+    """Undo ``create_out`` when no epoch was saved: the folders it made, if they hold nothing
+    but what this run wrote (never anything else)."""
+    for folder in reversed(made):
+        if folder.is_dir():
+            for leftover in folder.glob(".*.tmp"):  # an interrupted atomic write
+                leftover.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only succeeds when empty
 
 
 def versions() -> dict[str, str]:
@@ -252,14 +275,19 @@ def _compile(model: keras.Model, cfg: TrainConfig) -> None:
 def train(cfg: TrainConfig, callbacks: tuple = ()) -> dict[str, Any]:
     """Fit ``cfg.arch`` as configured, evaluate the selected checkpoint, write the run
     directory, and return what metrics.json holds."""
-    state = prepare_out(cfg)
+    state = check_out(cfg)
     keras.utils.set_random_seed(cfg.seed + (state["epoch"] if state else 0))
+    data = load_data(cfg)
+    n_train, n_val, n_test = (f"{n:,}" for n in data.info["split"].values())
+    log.info(
+        "data: %s train / %s validation / %s test images from %s",
+        n_train, n_val, n_test, data.info["source"],
+    )
     device = detect()
     mixed = device.kind == "GPU" if cfg.mixed_precision is None else cfg.mixed_precision
     keras.mixed_precision.set_dtype_policy("mixed_float16" if mixed else "float32")
     log.info("device: %s; mixed precision: %s", device.describe(), "on" if mixed else "off")
-    data = load_data(cfg)
-    log.info("data: %s from %s", data.info["split"], data.info["source"])
+    made = [] if state else create_out(cfg.out)
     steps = math.ceil(len(data.y_train) / cfg.batch_size)
 
     with strategy_scope(device, cfg.distribute):
@@ -309,16 +337,22 @@ def train(cfg: TrainConfig, callbacks: tuple = ()) -> dict[str, Any]:
     else:
         fit_x, fit_y = data.x_train, y_train
     t0 = time.perf_counter()
-    model.fit(
-        fit_x,
-        fit_y,
-        batch_size=None if augmenting else cfg.batch_size,
-        epochs=cfg.epochs,
-        initial_epoch=start,
-        validation_data=(data.x_val, y_val) if cfg.has_validation else None,
-        callbacks=[*cbs, recorder],  # the recorder last: it saves the others' updated state
-        verbose=1 if os.isatty(2) else 2,
-    )
+    try:
+        model.fit(
+            fit_x,
+            fit_y,
+            batch_size=None if augmenting else cfg.batch_size,
+            epochs=cfg.epochs,
+            initial_epoch=start,
+            validation_data=(data.x_val, y_val) if cfg.has_validation else None,
+            callbacks=[*cbs, recorder],  # the recorder last: it saves the others' updated state
+            # Keras draws its bar on stdout: live in a terminal, one line an epoch when piped
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    except BaseException:
+        if not history:  # nothing saved: leave nothing behind (an interrupted run keeps its epochs)
+            remove_unsaved(made)
+        raise
     fit_seconds = time.perf_counter() - t0
     return finish(cfg, data, device, shape, history, fit_seconds, mixed)
 
@@ -376,5 +410,4 @@ def finish(
         "wall_seconds": fit_seconds,
     }
     atomic_write_json(cfg.out / "metrics.json", metrics)
-    log.info("model.keras: %s", selection)
     return metrics

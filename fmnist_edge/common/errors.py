@@ -19,6 +19,12 @@ class UsageError(FmnistError):
     exit_code = 2
 
 
+class Interrupted(FmnistError):
+    """The user pressed Ctrl-C; the message says what was kept and how to continue."""
+
+    exit_code = 130
+
+
 class DataError(FmnistError):
     """Fashion-MNIST is missing, truncated, corrupt or fails its checksum."""
 

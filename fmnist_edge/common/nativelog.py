@@ -15,13 +15,15 @@ import tempfile
 import threading
 from collections.abc import Iterator
 
+from fmnist_edge.common.errors import FmnistError
+
 
 @contextlib.contextmanager
 def native_stderr_captured() -> Iterator[None]:
-    """Send descriptor 2 to a temporary file for the duration, and replay what it caught if
-    the block raises (it may explain why). Python's own ``sys.stderr`` keeps reaching the
-    terminal through a duplicate of the original descriptor, so warnings and errors written
-    meanwhile are not lost."""
+    """Send descriptor 2 to a temporary file for the duration, and replay what it caught if the
+    block raises anything but our own errors or Ctrl-C (then it may explain why). Python's
+    own ``sys.stderr`` keeps reaching the terminal through a duplicate of the original
+    descriptor, so warnings and errors written meanwhile are not lost."""
     try:
         sys.stderr.flush()
         python_on_fd2 = sys.stderr.fileno() == 2
@@ -46,7 +48,9 @@ def native_stderr_captured() -> Iterator[None]:
                 sys.stderr = replacement
             os.dup2(log.fileno(), 2)
             yield
-        except BaseException:
+        except (FmnistError, KeyboardInterrupt):
+            raise  # our own one-line message says what happened; the C++ notices are noise
+        except BaseException:  # a bug or a library failure: what it printed may explain it
             os.dup2(saved, 2)
             log.seek(0)
             (replacement or original).write(log.read().decode("utf-8", "replace"))
@@ -58,6 +62,10 @@ def native_stderr_captured() -> Iterator[None]:
                 sys.stderr = original
                 replacement.close()
 
+
+# Set (to anything) to let library code's C++ notices through: the emulated-Pi check reads
+# LiteRT's "Created TensorFlow Lite XNNPACK delegate" line to prove the delegate is on.
+SHOW_NATIVE_LOG = "FMNIST_NATIVE_LOG"
 _SWAPPING = threading.RLock()  # descriptor 2 is one per process: one thread swaps it at a time
 
 
@@ -68,7 +76,7 @@ def native_stderr_quieted() -> Iterator[None]:
     thread that finds another one doing so runs as it is, since descriptor 2 already goes to
     that one's file (two interleaved swaps could leave it pointing at a deleted file for good).
     """
-    if not _SWAPPING.acquire(blocking=False):
+    if os.environ.get(SHOW_NATIVE_LOG) or not _SWAPPING.acquire(blocking=False):
         yield
         return
     try:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from fmnist_edge.benchmarks import pi_probe as probe
 from fmnist_edge.common.errors import FmnistError, ModelError, UsageError
+from fmnist_edge.common.nativelog import SHOW_NATIVE_LOG
 
 from .rootfs import (
     PI_CPUS,
@@ -161,6 +162,7 @@ class Guest:
             "PIP_NO_CACHE_DIR": "1",
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "PIP_NO_INPUT": "1",
+            SHOW_NATIVE_LOG: "1",  # LiteRT's XNNPACK line proves the delegate is on
         }
         proc = run_process(
             guest_command(self.rootfs, argv, env, self.binds, str(cwd or self.work)),
@@ -180,7 +182,7 @@ def _tail(stderr: bytes, lines: int = 3) -> str:
 
 
 def _host(argv: list[str], cwd: Path, timeout: int, python: str = sys.executable):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2", SHOW_NATIVE_LOG: "1"}
     proc = run_process([python, *argv], env=env, cwd=cwd, timeout=timeout)
     if proc.returncode:
         raise FmnistError(

@@ -6,6 +6,7 @@ machine's numpy, Pillow and LiteRT (--system-site-packages) and installs only th
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import venv
@@ -20,9 +21,17 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
+    out, src = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("src")
+    # build from a copy of the checkout's files: setuptools leaves build/ in its source folder
+    listing = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True
+    ).stdout.decode()
+    for name in filter(None, listing.split("\0")):
+        if (REPO / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, src / name)
     cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-    proc = subprocess.run([*cmd, "-w", str(out), str(REPO)], capture_output=True, text=True)
+    proc = subprocess.run([*cmd, "-w", str(out), str(src)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (path,) = out.glob("fmnist_edge-*.whl")
     return path

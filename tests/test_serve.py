@@ -419,3 +419,18 @@ def test_serve_never_imports_tensorflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_missing_serve_extra_is_one_line():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['uvicorn'] = None\n"
+        "from fmnist_edge.edge_runtime.serve.cli import main\n"
+        "main(['--port', '0'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    expected = "error: fmnist-serve needs uvicorn: pip install 'fmnist-edge[serve]'"
+    assert out.stderr.strip() == expected

@@ -116,18 +116,8 @@ def main(
 
     Exit status: 0 stopped (SIGTERM, Ctrl-C), 2 usage or model error.
     """
-    try:
-        from .settings import (
-            ServeSettings,
-            check_settings,
-            default_workers,
-            parse_size,
-            read_token,
-        )
-    except ImportError as exc:  # the [serve] extra is missing
-        raise UsageError(
-            f"fmnist-serve needs {exc.name}: pip install 'fmnist-edge[serve]'"
-        ) from None
+    from .settings import ServeSettings, check_settings, default_workers, parse_size, read_token
+
     route_logging("fmnist_edge.edge_runtime", logging.INFO)
     settings = check_settings(
         ServeSettings(
@@ -150,8 +140,12 @@ def main(
     )
     from fmnist_edge.common.nativelog import native_stderr_captured
 
-    from .server import serve
-    from .workers import ClassifierPool
+    try:
+        from .server import serve
+        from .workers import ClassifierPool
+    except ImportError as exc:  # the [serve] extra is missing
+        name = exc.name or "its web packages"
+        raise UsageError(f"fmnist-serve needs {name}: pip install 'fmnist-edge[serve]'") from None
 
     def ready(url: str) -> None:
         auth = "bearer token required" if settings.token else "no token"

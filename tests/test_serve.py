@@ -365,7 +365,13 @@ def test_sigterm_finishes_in_flight_request():
                 + f"Content-Length: {len(png)}\r\n\r\n".encode()
                 + png[:100]
             )
-            time.sleep(0.5)  # the request is in flight: its head arrived, its body has not
+
+            def in_flight() -> bool:  # the metrics request itself is the other one
+                text = call(srv, "GET", "/metrics").body.decode()
+                return "fmnist_serve_in_flight 2" in text
+
+            # the request is in flight: its head arrived, its body has not
+            assert wait_for(in_flight, 20, step=0.1), "the request never reached the app"
             srv.proc.terminate()  # SIGTERM, as systemd's stop sends
 
             def refused() -> bool:

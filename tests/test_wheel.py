@@ -42,6 +42,7 @@ def test_wheel_owns_one_import_name_and_no_tools(wheel):
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"fmnist_edge"}
     assert "fmnist_edge/edge_runtime/models/default.tflite" in names
+    assert "fmnist_edge/edge_runtime/serve/static/index.html" in names  # fmnist-serve's page
     assert "fmnist_edge/benchmarks/pi_probe.py" in names  # what the emulated Pi runs
     assert not [n for n in names if "tools/" in n or "arm64" in n or "/tests/" in n]
     for part in ("common", "dataset", "edge_runtime", "train", "export", "benchmarks"):

@@ -10,7 +10,8 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-# Fixtures that train or convert a real model, and modules whose tests do (train(), export()).
+# Fixtures that train or convert a real model, and modules whose tests do (train(), export(),
+# or the commands that run them in a subprocess).
 TRAINING_FIXTURES = {"tiny_keras", "tiny_tflite"}
 TRAINING_MODULES = {
     "test_train.py",
@@ -18,7 +19,10 @@ TRAINING_MODULES = {
     "test_export.py",
     "test_export_cli.py",
     "test_export_metadata.py",
+    "test_new_user.py",
 }
+# Modules whose tests start servers or a browser: not training, but seconds each.
+PROCESS_MODULES = {"test_serve.py", "test_serve_page.py", "test_wheel.py"}
 DATA_FIXTURES = {"fmnist_train", "fmnist_test"} | TRAINING_FIXTURES
 NO_DATA = (
     "Fashion-MNIST not found: apt-get install dataset-fashion-mnist "
@@ -39,13 +43,14 @@ def _dataset_missing() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark what trains or converts as slow (``pytest -m "not slow"`` runs the rest in seconds),
-    and skip what needs the real dataset, with one reason, when it is not installed."""
+    """Mark what trains, converts or starts servers as slow (``pytest -m "not slow"`` runs the
+    rest in seconds), and skip what needs the real dataset, with one reason, when it is not
+    installed."""
     missing = _dataset_missing()
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         module = item.path.name
-        if fixtures & TRAINING_FIXTURES or module in TRAINING_MODULES:
+        if fixtures & TRAINING_FIXTURES or module in TRAINING_MODULES | PROCESS_MODULES:
             item.add_marker(pytest.mark.slow)
         if missing and (fixtures & DATA_FIXTURES or module in TRAINING_MODULES):
             item.add_marker(pytest.mark.skip(reason=NO_DATA))

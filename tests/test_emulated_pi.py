@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fmnist_edge.benchmarks import pi_probe
-from tools.pi import check, rootfs
+
+# tools/ runs from a checkout and is never installed: import it from this one
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tools.pi import check, rootfs  # noqa: E402
 
 NAMES = {"Bag": 8, "Coat": 4, "Shirt": 6}
 

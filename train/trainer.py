@@ -26,7 +26,13 @@ import keras
 import numpy as np
 
 from fmnist_edge.common.errors import UsageError
-from fmnist_edge.common.fileio import atomic_path, atomic_write_json, atomic_write_text
+from fmnist_edge.common.fileio import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    missing_folders,
+    remove_empty_folders,
+)
 from fmnist_edge.common.labels import NUM_CLASSES
 from fmnist_edge.common.pixels import to_model_input
 from fmnist_edge.dataset.files import load_split, train_val_split
@@ -237,7 +243,7 @@ def check_out(cfg: TrainConfig) -> dict[str, Any] | None:
 def create_out(out: Path) -> list[Path]:
     """Create a new run's folder; return the folders this made (to remove them if the run
     fails before its first epoch is saved)."""
-    made = [p for p in (out, *out.parents) if not p.exists()][::-1]
+    made = missing_folders(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -246,17 +252,6 @@ def create_out(out: Path) -> list[Path]:
     except OSError as exc:
         raise UsageError(f"--out {out}: not writable ({exc.strerror or exc})") from None
     return made
-
-
-def remove_unsaved(made: list[Path]) -> None:
-    """Undo ``create_out`` when no epoch was saved: the folders it made, if they hold nothing
-    but what this run wrote (never anything else)."""
-    for folder in reversed(made):
-        if folder.is_dir():
-            for leftover in folder.glob(".*.tmp"):  # an interrupted atomic write
-                leftover.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only succeeds when empty
 
 
 def versions() -> dict[str, str]:
@@ -351,7 +346,7 @@ def train(cfg: TrainConfig, callbacks: tuple = ()) -> dict[str, Any]:
         )
     except BaseException:
         if not history:  # nothing saved: leave nothing behind (an interrupted run keeps its epochs)
-            remove_unsaved(made)
+            remove_empty_folders(made)
         raise
     fit_seconds = time.perf_counter() - t0
     return finish(cfg, data, device, shape, history, fit_seconds, mixed)

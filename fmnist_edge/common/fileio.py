@@ -69,3 +69,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def missing_folders(path: str | os.PathLike) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first: what a
+    ``mkdir(parents=True)`` of it is about to create (and a failed command must remove)."""
+    path = Path(path)
+    return [p for p in (path, *path.parents) if not p.exists()]
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove each folder (deepest first) if it is empty but for our temporary files: never
+    anything a user put there."""
+    for folder in folders:
+        if folder.is_dir():
+            for leftover in folder.glob(".*.tmp"):  # an interrupted atomic write
+                leftover.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only succeeds when empty

@@ -8,7 +8,6 @@ gzip (or an already-unpacked copy) is accepted, and nothing unverified is ever u
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import math
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fmnist_edge.common.errors import DataError
+from fmnist_edge.common.fileio import missing_folders, remove_empty_folders
 
 ENV_DATA_DIR = "FMNIST_DATA"
 KERAS_CACHE = Path("~/.keras/datasets/fashion-mnist")
@@ -192,15 +192,13 @@ def locate(
     from .download import download_file  # the network only when needed
 
     target = default_cache_dir()
-    created = [p for p in (target, *target.parents) if not p.exists()]
+    created = missing_folders(target)
     try:
         for stem in SPLITS[split]:
             if _find_file(target, stem) is None:
                 download_file(stem, target, mirrors=mirrors, progress=progress)
     except DataError as exc:
-        for folder in created:  # deepest first: only the empty folders this call made
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        remove_empty_folders(created)
         raise type(exc)(f"{not_found}, and {exc}; {advice}") from None
     return target
 

@@ -23,7 +23,7 @@ from fmnist_edge.common.errors import Interrupted, UsageError
 from fmnist_edge.common.nativelog import native_stderr_captured
 from fmnist_edge.dataset import locate
 
-from .config import OPTIMIZERS, TrainConfig
+from .config import OPTIMIZERS, TrainConfig, read_run_state
 from .recipes import RECIPES
 
 # Settings a resumed run may change: how long it trains, and how it runs on this machine.
@@ -58,10 +58,7 @@ def resolve_settings(
         return TrainConfig(**settings, out=out)
     if out is None:
         raise UsageError("--resume needs --out, the run directory to continue")
-    state_path = out / "state.json"
-    if not (state_path.is_file() and (out / "last.keras").is_file()):
-        raise UsageError(f"--resume: {out} holds no interrupted run (no state.json/last.keras)")
-    recorded = json.loads(state_path.read_text()).get("config")
+    recorded = read_run_state(out).get("config")
     if recorded is None:  # a run from before settings were recorded: the flags as given
         return TrainConfig(**given, recipe=recipe, out=out, resume=True)
     recorded.pop("out", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,3 +103,12 @@ class TrainConfig:
         return {
             k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()
         }
+
+
+def read_run_state(out: Path) -> dict[str, Any]:
+    """What a run directory saved after its last epoch (state.json: the epoch, the learning
+    rate, the settings), or UsageError when ``out`` holds no run to resume."""
+    state_path = Path(out) / "state.json"
+    if not (state_path.is_file() and (Path(out) / "last.keras").is_file()):
+        raise UsageError(f"--resume: {out} holds no interrupted run (no state.json/last.keras)")
+    return json.loads(state_path.read_text())

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import logging
 import math
 import platform
@@ -39,7 +38,7 @@ from fmnist_edge.dataset.files import load_split, train_val_split
 
 from . import report
 from .augment import Augmented
-from .config import TrainConfig
+from .config import TrainConfig, read_run_state
 from .device import DeviceInfo, detect, strategy_scope
 from .models import build_model, describe
 from .optim import Schedule, make_loss, make_optimizer, one_hot_labels, uses_schedule
@@ -219,11 +218,8 @@ def check_out(cfg: TrainConfig) -> dict[str, Any] | None:
     """Check the run directory before any work; return the saved state when resuming. A new
     run's folder is only created by ``create_out``, once the data has loaded."""
     out = cfg.out
-    state_path = out / "state.json"
     if cfg.resume:
-        if not (state_path.is_file() and (out / "last.keras").is_file()):
-            raise UsageError(f"--resume: {out} holds no interrupted run (no state.json/last.keras)")
-        state = json.loads(state_path.read_text())
+        state = read_run_state(out)
         if state.get("arch", cfg.arch) != cfg.arch:
             raise UsageError(
                 f"--resume: {out} was trained as --arch {state['arch']}, not {cfg.arch}"

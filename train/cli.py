@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from pathlib import Path
@@ -76,8 +75,8 @@ def resolve_settings(
 def _interrupted(out: Path) -> str:
     """What Ctrl-C kept, and the command that continues it."""
     try:
-        epoch = json.loads((out / "state.json").read_text())["epoch"]
-    except (OSError, ValueError, KeyError):
+        epoch = read_run_state(out)["epoch"]
+    except (UsageError, OSError, ValueError, KeyError):
         return "interrupted before the first epoch ended; nothing was kept"
     return f"interrupted after epoch {epoch}; continue with: fmnist-train --out {out} --resume"
 

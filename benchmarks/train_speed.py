@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--json", help="write the rows to this file")
     args = parser.parse_args(argv)
+    from fmnist_edge.common.machine import prefer_onednn
+
+    prefer_onednn()  # as fmnist-train does, before TensorFlow's import
     rows = []
     for arch in args.arch:
         row = measure(arch, args.steps, args.batch_size)

@@ -24,7 +24,9 @@ def keras_callback():
     return keras.callbacks.Callback
 
 
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"}  # TensorFlow as chatty as it gets
+# TensorFlow as chatty as it gets; oneDNN as fmnist-train chooses it
+ENV = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+ENV["TF_CPP_MIN_LOG_LEVEL"] = "0"
 
 
 def _run(*args, env=None, cwd=None, timeout=300) -> subprocess.CompletedProcess:
@@ -167,7 +169,7 @@ def test_training_shows_a_live_progress_bar_in_a_terminal(tmp_path):
     args = ["fmnist-train", "--arch", "tiny", "--epochs", "1", "--limit", "640", "--out", str(out)]
     text = _in_a_terminal(args)
     assert "\r" in text and "━" in text  # Keras redraws its bar in place
-    assert "cudart_stub" not in text and "oneDNN" not in text  # TensorFlow's own notices
+    assert "cudart_stub" not in text and "oneDNN custom" not in text  # TensorFlow's own notices
     piped = _run(*args[:-1], tmp_path / "run2")
     assert piped.returncode == 0 and "━" not in piped.stdout
     assert any(line.startswith("5/5 - ") for line in piped.stdout.splitlines())  # 640 / 128
@@ -199,6 +201,16 @@ def test_train_prints_its_result_once(tmp_path):
     assert "{" not in result.stderr  # no Python dict
     assert result.stdout.count("test accuracy") == 1 and "test accuracy" not in result.stderr
     assert "data: 256 train / 256 validation / 256 test images from" in result.stderr
+    assert "on tensorflow with oneDNN kernels;" in result.stderr  # fmnist-train's default
+
+
+def test_train_keeps_the_users_onednn_setting(tmp_path):
+    out = tmp_path / "run"
+    env = {**ENV, "TF_ENABLE_ONEDNN_OPTS": "0"}
+    result = _run("fmnist-train", "--arch", "tiny", "--epochs", "1", "--limit", "256", "--out", out,
+                  env=env)
+    assert result.returncode == 0, result.stderr
+    assert "on tensorflow; mixed precision" in result.stderr  # Eigen kernels, as asked
 
 
 def test_limit_beyond_the_data_is_refused(tmp_path):

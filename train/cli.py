@@ -19,6 +19,7 @@ from fmnist_edge.common.cli import (
     seed_option,
 )
 from fmnist_edge.common.errors import Interrupted, UsageError
+from fmnist_edge.common.machine import prefer_onednn
 from fmnist_edge.common.nativelog import native_stderr_captured
 from fmnist_edge.dataset import locate
 
@@ -164,6 +165,7 @@ def main(
 ) -> None:
     """Train a residual CNN on Fashion-MNIST (the notebook's recipe by default)."""
     route_logging("fmnist", logging.INFO)  # fmnist.train and fmnist.data (downloads)
+    prefer_onednn()  # before TensorFlow's import, below
     quiet = contextlib.nullcontext if debug else native_stderr_captured  # TF's C++ notices
     if options.pop("list_archs"):
         with quiet():

@@ -21,10 +21,23 @@ class DeviceInfo:
     kind: str  # "GPU" or "CPU"
     names: tuple[str, ...]  # one per device that training will use
     cpu: str  # the host's CPU model
+    onednn: bool = False  # TensorFlow runs its oneDNN CPU kernels
 
     def describe(self) -> str:
         n = len(self.names)
-        return f"{self.kind} x{n} ({', '.join(self.names)}) on {self.backend}"
+        kernels = " with oneDNN kernels" if self.kind == "CPU" and self.onednn else ""
+        return f"{self.kind} x{n} ({', '.join(self.names)}) on {self.backend}{kernels}"
+
+
+def _tensorflow_onednn() -> bool:
+    """Whether TensorFlow runs its oneDNN CPU kernels (TF_ENABLE_ONEDNN_OPTS, or TensorFlow's
+    own default for this CPU); False where the build can't say."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # no public API for this
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):
+        return False
 
 
 def detect() -> DeviceInfo:
@@ -43,7 +56,11 @@ def detect() -> DeviceInfo:
         gpus = tf.config.list_logical_devices("GPU")
         devs = gpus or tf.config.list_logical_devices("CPU")
         return DeviceInfo(
-            backend, "GPU" if gpus else "CPU", tuple(d.name for d in devs), cpu_model()
+            backend,
+            "GPU" if gpus else "CPU",
+            tuple(d.name for d in devs),
+            cpu_model(),
+            _tensorflow_onednn(),
         )
     return DeviceInfo(backend, "CPU", ("cpu",), cpu_model())
 

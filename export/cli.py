@@ -72,7 +72,8 @@ from .config import INT8_IO, MODES, TARGETS, ExportConfig
     "--validate-samples",
     type=int,
     default=None,
-    help="Validation images to score each file on [default: all 12,000].",
+    help="Held-out images to score each file on: the run's validation part, or the "
+    "test split for a run trained on every image [default: all of them].",
 )
 @click.option(
     "--max-drop",

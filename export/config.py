@@ -48,7 +48,7 @@ class ExportConfig:
     targets: tuple[str, ...] = ()  # "mediapipe": also {name}-mediapipe.tflite, RGB in, softmax out
     out: Path | None = None  # a .tflite file (one mode only) or a folder; None: beside the model
     calibration_samples: int = 500  # representative images, stratified by class, train part
-    validate_samples: int | None = None  # validation images to score; None: all 12,000
+    validate_samples: int | None = None  # held-out images to score (holdout.py); None: all
     max_drop: float | None = None  # fail, keeping no file, when accuracy drops more (pp)
     force: bool = False  # overwrite existing .tflite files
     seed: int = 42  # picks the calibration images

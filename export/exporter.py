@@ -1,7 +1,8 @@
 """``export(cfg)``: a trained Keras classifier -> validated, self-describing .tflite files.
 
 For each mode: convert, attach the fmnist_edge metadata, write a candidate file beside the
-target, score it with edge_runtime on the validation split, enforce --max-drop, and only then
+target, score it with edge_runtime on images the model never trained on (holdout.py), enforce
+--max-drop, and only then
 rename it into place. A failed mode leaves nothing behind and the other modes still run.
 Every file gets the standard TFLite metadata too, written last (standard_metadata.py), and
 --target mediapipe adds each file's RGB variant, checked against it the same way.
@@ -24,11 +25,11 @@ from fmnist_edge.common.errors import ModelError, QualityError, UsageError
 from fmnist_edge.common.fileio import atomic_path, atomic_write_bytes
 from fmnist_edge.common.labels import IMAGE_SHAPE, NUM_CLASSES
 from fmnist_edge.common.nativelog import native_stderr_captured
-from fmnist_edge.dataset.files import load_split, train_val_split
 from fmnist_edge.edge_runtime.metadata import write_metadata
 
-from .config import SPLIT_SEED, VAL_FRACTION, ExportConfig, variant_name
+from .config import ExportConfig, variant_name
 from .convert import calibration_indices, convert, io_quantization, without_softmax
+from .holdout import load_export_data
 from .mediapipe_model import mediapipe_model
 from .record import (
     agreement_record,
@@ -46,9 +47,10 @@ MEDIAPIPE_TOLERANCE_PP = 0.1  # the -mediapipe.tflite's top-1 accuracy vs its so
 
 @dataclass(frozen=True)
 class _Holdout:
-    images: np.ndarray  # (N, 28, 28) uint8, from the validation part of the train split
+    images: np.ndarray  # (N, 28, 28) uint8, held out from the model's training (holdout.py)
     labels: np.ndarray  # (N,) uint8
     float_proba: np.ndarray  # (N, 10) float32, the Keras model's output
+    split: str  # where the images come from, for each file's record
 
 
 class _Rejected(Exception):
@@ -226,21 +228,24 @@ def export(
     check_classifier(model, model_path)
     logits_model = None if cfg.keep_softmax else without_softmax(model)
 
-    split = load_split("train", cfg.data_dir)
-    train_idx, val_idx = train_val_split(len(split.labels), VAL_FRACTION, SPLIT_SEED)
-    val_idx = val_idx[: cfg.validate_samples]  # a random subset: val_idx is a permutation
-    images = split.images[val_idx]
-    log.info("scoring %s validation images with the Keras model", f"{len(images):,}")
-    holdout = _Holdout(images, split.labels[val_idx], keras_proba(model, images, cfg.batch_size))
+    data = load_export_data(metrics, cfg.data_dir, cfg.validate_samples)
+    held = data.holdout
+    log.info(
+        "scoring %s images of the %s with the Keras model", f"{len(held.labels):,}", held.split
+    )
+    proba = keras_proba(model, held.images, cfg.batch_size)
+    holdout = _Holdout(held.images, held.labels, proba, held.split)
     calibration = None
-    if "int8" in cfg.modes:  # from the train part only: never validation, never test
+    if "int8" in cfg.modes:  # from the images the run trained on: never held-out, never test
         try:
-            picked = calibration_indices(split.labels, train_idx, cfg.calibration_samples, cfg.seed)
+            picked = calibration_indices(
+                data.train_labels, data.trained_on, cfg.calibration_samples, cfg.seed
+            )
         except ValueError as exc:
             raise UsageError(f"--calibration-samples {cfg.calibration_samples}: {exc}") from None
-        calibration = split.images[picked]
+        calibration = data.train_images[picked]
 
-    data_sha = {**((metrics or {}).get("data") or {}).get("sha256", {}), **split.sha256}
+    data_sha = {**((metrics or {}).get("data") or {}).get("sha256", {}), **data.sha256}
     arch = str((metrics or {}).get("arch") or getattr(model, "name", None) or model_path.stem)
     base = base_record(
         cfg, model_path, metrics, arch, data_sha, holdout.float_proba, logits_model is not None
@@ -288,7 +293,7 @@ def _export_one(
             candidate.write_bytes(write_metadata(raw, meta))
             proba = tflite_proba(candidate, holdout.images, cfg.threads)
             validation = compare(holdout.float_proba, proba, holdout.labels)
-            meta["validation"] = validation_record(validation)
+            meta["validation"] = validation_record(validation, holdout.split)
             # the standard metadata last: re-serializing the model would drop its labels zip
             data = write_standard_metadata(write_metadata(raw, meta), meta)
             passed = cfg.max_drop is None or validation.drop_pp <= cfg.max_drop
@@ -330,7 +335,7 @@ def _export_mediapipe(
     with atomic_path(target) as candidate:  # removed unless the block succeeds
         candidate.write_bytes(graph)
         proba = rgb_proba(candidate, holdout.images, cfg.threads)
-        check = agreement_record(reference, proba, holdout.labels, source.name)
+        check = agreement_record(reference, proba, holdout.labels, source.name, holdout.split)
         if abs(check["difference_pp"]) > MEDIAPIPE_TOLERANCE_PP:
             raise QualityError(
                 f"{target}: top-1 accuracy {100 * check['tflite_accuracy']:.2f}% is not "

@@ -15,7 +15,7 @@ import numpy as np
 from fmnist_edge import __version__ as fmnist_edge_version
 from fmnist_edge.common.labels import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
 
-from .config import SPLIT_SEED, VAL_FRACTION, ExportConfig
+from .config import ExportConfig
 from .convert import NORMALIZATION
 from .mediapipe_model import LUMA_CODES, LUMA_DENOMINATOR
 from .validate import Validation
@@ -126,11 +126,9 @@ def mode_record(
     }
 
 
-def validation_record(validation: Validation) -> dict[str, Any]:
-    return {
-        **validation.to_dict(),
-        "split": f"train split, validation part ({VAL_FRACTION:.0%}, seed {SPLIT_SEED})",
-    }
+def validation_record(validation: Validation, split: str) -> dict[str, Any]:
+    """How a file scored against its Keras model on held-out images (``split``: which)."""
+    return {**validation.to_dict(), "split": split}
 
 
 def mediapipe_record(
@@ -155,7 +153,7 @@ def mediapipe_record(
 
 
 def agreement_record(
-    reference: np.ndarray, proba: np.ndarray, labels: np.ndarray, source: str
+    reference: np.ndarray, proba: np.ndarray, labels: np.ndarray, source: str, split: str
 ) -> dict[str, Any]:
     """How a derived file's outputs compare with those of the file it was derived from."""
     ref_top, top = np.argmax(reference, axis=1), np.argmax(proba, axis=1)
@@ -168,5 +166,5 @@ def agreement_record(
         "difference_pp": round(100.0 * (accuracy - ref_accuracy), 6),
         "agreement": float(np.mean(top == ref_top)),
         "max_abs_difference": float(np.max(np.abs(proba - reference), initial=0.0)),
-        "split": f"train split, validation part ({VAL_FRACTION:.0%}, seed {SPLIT_SEED})",
+        "split": split,
     }

@@ -359,6 +359,63 @@ def test_calibration_is_stratified_seeded_and_from_the_train_part(fmnist_train):
     assert not np.array_equal(picked, calibration_indices(labels, train_idx, 503, seed=1))
 
 
+# --- what a file is scored on: what its run held out -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "split", "count"),
+    [
+        (None, "train split, validation part (20%, seed 42)", 12000),
+        (
+            {"val_fraction": 0.1, "split_seed": 7},
+            "train split, validation part (10%, seed 7)",
+            6000,
+        ),
+        (
+            {"val_fraction": 0.0},
+            "test split (the run trained on all 60,000 training images)",
+            10000,
+        ),
+    ],
+)
+def test_scored_on_what_the_run_held_out(fmnist_train, fmnist_test, config, split, count):
+    from fmnist_edge.export.holdout import load_export_data
+
+    data = load_export_data(None if config is None else {"config": config}, None, None)
+    held = data.holdout
+    assert held.split == split and len(held.labels) == count
+    assert np.bincount(held.labels, minlength=NUM_CLASSES).sum() == count
+    if config and config["val_fraction"] == 0:
+        assert len(data.trained_on) == 60000  # calibration may draw on every training image
+        assert sorted(np.bincount(held.labels).tolist()) == [1000] * 10  # the whole test split
+        first = int(np.flatnonzero((fmnist_test.images == held.images[0]).all(axis=(1, 2)))[0])
+        assert fmnist_test.labels[first] == held.labels[0]
+    else:
+        fraction = config["val_fraction"] if config else 0.2
+        seed = config["split_seed"] if config else 42
+        trained, val = train_val_split(60000, fraction, seed)
+        np.testing.assert_array_equal(held.images, fmnist_train.images[val])
+        np.testing.assert_array_equal(data.trained_on, trained)
+    fewer = load_export_data(None if config is None else {"config": config}, None, 300)
+    assert len(fewer.holdout.labels) == 300 and fewer.holdout.split == split
+
+
+def test_a_run_on_every_image_is_scored_on_the_test_split(tmp_path, tiny_keras):
+    import json
+    import shutil
+
+    from fmnist_edge.export.exporter import export
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_keras, run / "model.keras")
+    (run / "metrics.json").write_text(json.dumps({"arch": "tiny", "config": {"val_fraction": 0}}))
+    (result,) = export(ExportConfig(run, modes=("dynamic",), validate_samples=400))
+    v = read_metadata(result.path)["validation"]
+    assert v["split"] == "test split (the run trained on all 60,000 training images)"
+    assert v["samples"] == 400
+
+
 def test_to_model_input():
     x = to_model_input(np.array([[[0, 255]]], dtype=np.uint8))
     assert x.shape == (1, 1, 2, 1) and x.dtype == np.float32
@@ -456,6 +513,7 @@ def test_max_drop_rejects_one_mode_and_keeps_the_others(
     """A mode whose drop exceeds --max-drop is never renamed into place (an existing file stays
     as it was), the other modes are written, and the report shows both."""
     import fmnist_edge.export.exporter as exporter
+    import fmnist_edge.export.holdout as export_holdout
 
     # the conversion is tested above: reuse its files; float16 "drops" 25 pp, float32 nothing
     monkeypatch.setattr(
@@ -463,8 +521,7 @@ def test_max_drop_rejects_one_mode_and_keeps_the_others(
     )
     drops = iter([Validation(50, 0.75, 0.75, 0.0, 1.0), Validation(50, 0.75, 0.5, 25.0, 0.6)])
     monkeypatch.setattr(exporter, "compare", lambda *_: next(drops))
-    monkeypatch.setattr(exporter, "load_split", lambda *args, **kwargs: fmnist_train)
-    monkeypatch.setattr(exporter, "load_split", lambda *args, **kwargs: fmnist_train)
+    monkeypatch.setattr(export_holdout, "load_split", lambda *args, **kwargs: fmnist_train)
     old = tmp_path / "model-float16.tflite"
     old.write_bytes(b"old")
     seen = []

@@ -61,8 +61,8 @@ def usable_cores() -> int:
 def prefer_onednn() -> None:
     """Ask TensorFlow for its oneDNN CPU kernels, unless the user set TF_ENABLE_ONEDNN_OPTS.
 
-    TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI, BF16 or AMX; on the
-    others (AVX2: laptops, EPYCs before Zen 4) they train our ResNets 2-3x faster than its
+    TensorFlow turns them on by itself only on CPUs with AVX-512 VNNI, BF16, AMX and the like;
+    on the others (AVX2: laptops, EPYCs before Zen 4) they train our ResNets 2-3x faster than its
     default Eigen kernels (docs/training.md). TensorFlow reads the variable once, when it is
     imported: call this first.
     """

@@ -6,6 +6,7 @@ fake ``tflite_runtime`` modules, because that package cannot be installed next t
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -180,8 +181,13 @@ def test_model_without_metadata_uses_defaults_and_warns(tmp_path, tiny_tflite, c
     assert content.count(needle) == 1
     bare.write_bytes(content.replace(needle, b"other_name_"[: len(needle)]))
     assert METADATA_NAME not in metadata_entries(bare)
-    with caplog.at_level("WARNING", logger="fmnist_edge.edge_runtime"):
-        clf = Classifier(bare)
+    logger = logging.getLogger("fmnist_edge.edge_runtime")  # a command may have routed it
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("WARNING", logger="fmnist_edge.edge_runtime"):
+            clf = Classifier(bare)
+    finally:
+        logger.removeHandler(caplog.handler)
     assert clf.metadata is None and clf.class_names == CLASS_NAMES
     assert "no fmnist_edge metadata" in caplog.text and str(bare) in caplog.text
     np.testing.assert_array_equal(clf._lut, Classifier(tiny_tflite["int8"])._lut)

@@ -51,6 +51,19 @@ def test_export_of_a_tflite_says_what_it_is(tmp_path):
     )
 
 
+def test_export_says_each_step_once(tmp_path, tiny_keras):
+    """TensorFlow's converter calls logging.info, which gives the root logger a handler: the
+    command's own lines must not come out a second time through it."""
+    out = tmp_path / "m.tflite"
+    result = _run("fmnist-export", tiny_keras, "--quantize", "int8", "--validate-samples", "50",
+                  "--calibration-samples", "50", "--out", out)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "int8: validating on 50 images" in lines
+    assert not [line for line in lines if "fmnist.export:" in line]  # logging's default format
+    assert len(lines) == len(set(lines)), lines
+
+
 # --- 14: --int8-io is refused where it cannot apply --------------------------------------------
 
 

@@ -60,9 +60,12 @@ class _EchoHandler(logging.Handler):
 
 
 def route_logging(name: str, level: int = logging.INFO, prefix: str = "") -> None:
-    """Show the library logger ``name``'s records from ``level`` up on stderr (once)."""
+    """Show the library logger ``name``'s records from ``level`` up on stderr (once), and only
+    there: TensorFlow's converter calls ``logging.info``, whose basicConfig gives the root logger
+    a handler that would print every record a second time."""
     logger = logging.getLogger(name)
     logger.setLevel(min(logger.level or level, level))
+    logger.propagate = False
     if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
         logger.addHandler(_EchoHandler(prefix, level))
 

@@ -9,6 +9,7 @@ import operator
 from fmnist_edge.common.errors import UsageError
 
 MODES = ("auto", "raw", "photo")  # how an image is brought to Fashion-MNIST form (preprocess)
+TTA = ("none", "flip")  # test-time augmentation: flip also classifies the mirror image
 
 
 def check_mode(mode: str, name: str = "mode") -> str:
@@ -16,6 +17,14 @@ def check_mode(mode: str, name: str = "mode") -> str:
     if mode not in MODES:
         raise UsageError(f"{name} must be one of {', '.join(MODES)} (got {mode!r})")
     return mode
+
+
+def check_tta(tta: str | None, name: str = "tta") -> str:
+    """``tta`` if it is one of TTA ("none" for None), else UsageError naming ``name``."""
+    tta = "none" if tta is None else tta
+    if tta not in TTA:
+        raise UsageError(f"{name} must be one of {', '.join(TTA)} (got {tta!r})")
+    return tta
 
 
 def check_top_k(top_k: int, name: str = "top_k") -> int:

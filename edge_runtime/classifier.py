@@ -3,6 +3,7 @@
     clf = Classifier()                      # the bundled int8 model, the first runtime found
     clf.predict("shoe.jpg").label           # 'Sneaker'
     clf.predict_proba(images)               # (N, 28, 28) uint8 -> (N, 10) float32
+    Classifier(tta="flip")                  # also classify each mirror image, average both
 
 Input handling comes from the model: dtype, scale and zero point from the interpreter's tensor
 details; class names, normalization and what the output holds (logits or probabilities) from the
@@ -25,7 +26,7 @@ from fmnist_edge.common.errors import ImageError, ModelError, UsageError
 from fmnist_edge.common.labels import CLASS_NAMES
 from fmnist_edge.common.pixels import PIXEL_OFFSET, PIXEL_SCALE
 
-from .checks import check_mode, check_top_k
+from .checks import check_mode, check_top_k, check_tta
 from .interpreter import TensorSpec, TFLiteModel, load_runtime
 from .metadata import check_tflite, read_metadata
 from .preprocess import SIDE, ImageSource, pixel_values, to_array
@@ -138,7 +139,10 @@ class Classifier:
     """A Fashion-MNIST .tflite classifier (int8, uint8 or float32 I/O; float16 weights too).
 
     ``model_path`` None uses the bundled model; ``runtime`` None (or "auto") the first of
-    ai-edge-litert and tflite-runtime that works. Not thread-safe: one per thread.
+    ai-edge-litert and tflite-runtime that works. ``tta`` "flip" classifies each image and its
+    left-right mirror in one invoke and averages the two probabilities (twice the work; the
+    model was trained on mirrored images, so the mirror is as valid an input). Not
+    thread-safe: one per thread.
     """
 
     def __init__(
@@ -146,9 +150,11 @@ class Classifier:
         model_path: str | os.PathLike | None = None,
         threads: int | None = None,
         runtime: str | None = None,
+        tta: str | None = None,
     ):
         if threads is not None and threads < 1:
             raise UsageError(f"threads must be >= 1 (got {threads})")
+        self.tta = check_tta(tta)
         content, self.name = read_model_bytes(model_path)
         check_tflite(content, self.name)
         self.metadata: dict[str, Any] | None = read_metadata(content, self.name)
@@ -172,7 +178,9 @@ class Classifier:
             )
 
     def __repr__(self) -> str:
-        return f"Classifier({self.name!r}, runtime={self.runtime!r}, input={self.input_dtype})"
+        tta = f", tta={self.tta!r}" if self.tta != "none" else ""
+        name, runtime = self.name, self.runtime
+        return f"Classifier({name!r}, runtime={runtime!r}, input={self.input_dtype}{tta})"
 
     @property
     def input_dtype(self) -> str:
@@ -187,7 +195,15 @@ class Classifier:
         return self._lut[x]
 
     def _proba(self, x: np.ndarray) -> np.ndarray:
-        """(N, 28, 28) uint8, already checked -> (N, classes) float32."""
+        """(N, 28, 28[, 1]) uint8, already checked -> (N, classes) float32, averaged over each
+        image and its mirror with tta "flip"."""
+        if self.tta == "flip":
+            n = len(x)
+            both = self._model_proba(np.concatenate([x, x[:, :, ::-1]]))  # one invoke of 2N
+            return (both[:n] + both[n:]) * np.float32(0.5)
+        return self._model_proba(x)
+
+    def _model_proba(self, x: np.ndarray) -> np.ndarray:
         out = self.model.run(self._input(x))
         if self._out_lut is None:
             values = self.model.output.dequantize(out)
@@ -214,7 +230,8 @@ class Classifier:
     def output_tensor(self, x: np.ndarray) -> np.ndarray:
         """(N, 28, 28[, 1]) raw pixels (uint8, or integers 0-255) -> the model's output tensor
         as the interpreter returns it (for the bundled model: int8 logits), before any
-        dequantization or softmax. What to compare, bit for bit, between two machines."""
+        dequantization or softmax, and without tta. What to compare, bit for bit, between two
+        machines."""
         x = self._pixels(x)
         if len(x) == 0:
             return np.zeros((0, len(self.class_names)), dtype=self.model.output.dtype)

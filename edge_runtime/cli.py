@@ -25,7 +25,7 @@ from fmnist_edge.common.cli import (
 )
 from fmnist_edge.common.errors import UsageError
 
-from .checks import MODES, check_top_k  # the library's own checks, without numpy
+from .checks import MODES, TTA, check_top_k  # the library's own checks, without numpy
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,6 +46,14 @@ from .checks import MODES, check_top_k  # the library's own checks, without nump
     default=1,
     show_default=True,
     help="How many classes to report per image (at least 1).",
+)
+@click.option(
+    "--tta",
+    type=click.Choice(TTA),
+    default="none",
+    show_default=True,
+    help="Test-time augmentation. flip: also classify each image's mirror and average the two "
+    "(twice the work; docs/results.md gives its accuracy and cost).",
 )
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines: one object per image.")
 @click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
@@ -68,6 +76,7 @@ def main(
     images: tuple[str, ...],
     mode: str,
     top_k: int,
+    tta: str,
     as_json: bool,
     as_csv: bool,
     submission: str | None,
@@ -97,9 +106,14 @@ def main(
 
     quiet = contextlib.nullcontext() if debug else native_stderr_captured()
     with quiet:
-        clf = Classifier(model, threads=threads, runtime=None if runtime == "auto" else runtime)
+        clf = Classifier(
+            model, threads=threads, runtime=None if runtime == "auto" else runtime, tta=tta
+        )
     if verbose:
-        click.echo(f"model {clf.name} ({clf.input_dtype} input), runtime {clf.runtime}", err=True)
+        flip = ", flip test-time augmentation" if tta == "flip" else ""
+        click.echo(
+            f"model {clf.name} ({clf.input_dtype} input), runtime {clf.runtime}{flip}", err=True
+        )
 
     # Results stream: each is printed, and its submission row written to a temporary file
     # beside --submission, as it comes (memory stays flat for any number of images). The file

@@ -472,3 +472,17 @@ def test_bar_keeps_the_note_within_a_terminal_line():
     assert len(line) <= 79 and line.endswith(": float32 written, now float16")
     assert "1/3" in line and "[" not in line
     assert "[" in bar._line(200) and bar._line(200).endswith("now float16")
+
+
+def test_tta_benchmark_reports_both_and_what_flip_changed(tiny_tflite, fmnist_test):
+    from fmnist_edge.benchmarks.tta import measure, render
+    from fmnist_edge.edge_runtime.classifier import Classifier
+
+    r = measure(str(tiny_tflite["int8"]), threads=1, repeats=5, limit=300)
+    none, flip = r["rows"]
+    assert (none["tta"], flip["tta"], r["images"]) == ("none", "flip", 300)
+    proba = Classifier(tiny_tflite["int8"]).predict_proba(fmnist_test.images[:300])
+    assert none["accuracy"] == np.mean(np.argmax(proba, axis=1) == fmnist_test.labels[:300])
+    assert round(300 * (flip["accuracy"] - none["accuracy"])) == r["fixed"] - r["broken"]
+    assert r["fixed"] + r["broken"] > 0 and none["p50_ms"] > 0 and flip["p50_ms"] > 0
+    assert "| flip |" in render(r)

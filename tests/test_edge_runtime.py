@@ -193,6 +193,29 @@ def test_model_without_metadata_uses_defaults_and_warns(tmp_path, tiny_tflite, c
     np.testing.assert_array_equal(clf._lut, Classifier(tiny_tflite["int8"])._lut)
 
 
+def test_flip_tta_averages_each_image_and_its_mirror(tiny_tflite, fmnist_test):
+    images = fmnist_test.images[:16]
+    plain = Classifier(tiny_tflite["int8"])
+    flip = Classifier(tiny_tflite["int8"], tta="flip")
+    mirrored = np.ascontiguousarray(images[:, :, ::-1])
+    expected = (plain.predict_proba(images) + plain.predict_proba(mirrored)) / 2
+    got = flip.predict_proba(images)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(got, plain.predict_proba(images), atol=1e-4)
+    assert flip.predict(images[3]).score == pytest.approx(float(expected[3].max()), abs=1e-6)
+    # a left-right symmetric image is its own mirror: flip changes nothing
+    half = images[:, :, :14]
+    symmetric = np.concatenate([half, half[:, :, ::-1]], axis=2)
+    np.testing.assert_allclose(
+        flip.predict_proba(symmetric), plain.predict_proba(symmetric), rtol=1e-6, atol=1e-7
+    )
+    # the model's own output tensor, as the Pi check compares it, is without tta
+    np.testing.assert_array_equal(flip.output_tensor(images), plain.output_tensor(images))
+    assert "tta='flip'" in repr(flip) and "tta" not in repr(plain)
+    with pytest.raises(UsageError, match="tta must be one of none, flip"):
+        Classifier(tiny_tflite["int8"], tta="rotate")
+
+
 def test_bundled_model(monkeypatch, tiny_tflite):
     bundled = Path(classifier_mod.__file__).parent / classifier_mod.BUNDLED_MODEL
     if bundled.is_file():

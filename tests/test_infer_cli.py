@@ -196,6 +196,7 @@ def test_usage_errors_exit_2(images, model, tmp_path):
         ["--json", "--csv", images],
         ["--top-k", "0", images],
         ["--mode", "sketch", images],
+        ["--tta", "rotate", images],
         ["--runtime", "tensorflow", images],
         ["--submission", tmp_path / "no" / "such" / "dir.csv", images],
     ):
@@ -222,6 +223,21 @@ def test_verbose_reports_the_runtime(images, model):
     assert result.exit_code == 0
     assert "runtime ai-edge-litert " in result.stderr and "(int8 input)" in result.stderr
     assert "1 classified, 0 failed" in result.stderr
+
+
+def test_tta_flip_reaches_the_classifier(images, model):
+    def scores(*args):
+        result = run("--model", model, "--json", *args, images)
+        assert result.exit_code == 0, result.output
+        return [json.loads(line)["score"] for line in result.output.splitlines()]
+
+    plain, flip = scores(), scores("--tta", "flip")
+    pngs = [Image.open(images / f"img{i}.png") for i in (0, 1)]
+    expected = Classifier(model, tta="flip").predict_batch(pngs)
+    assert flip[:2] == [pytest.approx(p.score, abs=1e-6) for p in expected]
+    assert flip != plain
+    verbose = run("-v", "--tta", "flip", "--model", model, images / "img0.png")
+    assert "flip test-time augmentation" in verbose.stderr
 
 
 def test_float_model(images, tiny_tflite):

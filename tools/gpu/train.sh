@@ -6,8 +6,8 @@
 #   bash tools/gpu/train.sh "NAME SECONDS fmnist-train options" ...
 #
 # Each run writes to /tmp/runs/NAME; what comes back in $OUT/NAME/ is the run record and its
-# models (model.keras, last.keras, state.json, metrics.json, history.csv): at most 8 files come
-# back from one command, so give at most one run with a checkpoint and one without per call.
+# models (model.keras, last.keras, state.json, metrics.json, history.csv): five files, and at
+# most 8 come back from one command: one run a call.
 # A run stopped by its time limit keeps its last epoch: continue it here with
 #   fmnist-train --out runs/NAME --resume
 set -euo pipefail
@@ -17,7 +17,7 @@ python3 -m pip install --quiet --no-index --find-links .device/wheels keras name
 python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)"
 plans=("$@")
 [ ${#plans[@]} -gt 0 ] || plans=(
-    "resnet32-edge 420 --recipe edge --arch resnet32"
+    "resnet32-edge 540 --recipe edge --arch resnet32"
 )
 for plan in "${plans[@]}"; do
     read -r name seconds options <<<"$plan"

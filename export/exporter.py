@@ -1,19 +1,16 @@
 """``export(cfg)``: a trained Keras classifier -> validated, self-describing .tflite files.
 
-For each mode: convert, attach the fmnist_edge metadata, write a candidate file beside the
-target, score it with edge_runtime on images the model never trained on (holdout.py), enforce
---max-drop, and only then
-rename it into place. A failed mode leaves nothing behind and the other modes still run.
+The source is checked first (source.py). For each mode: convert, attach the fmnist_edge
+metadata, write a candidate file beside the target, score it with edge_runtime on images the
+model never trained on (holdout.py), enforce --max-drop, and only then rename it into place. A
+failed mode leaves nothing behind and the other modes still run.
 Every file gets the standard TFLite metadata too, written last (standard_metadata.py), and
 --target mediapipe adds each file's RGB variant, checked against it the same way.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import warnings
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_edge.common.errors import ModelError, QualityError, UsageError
+from fmnist_edge.common.errors import QualityError, UsageError
 from fmnist_edge.common.fileio import atomic_path, atomic_write_bytes
-from fmnist_edge.common.labels import IMAGE_SHAPE, NUM_CLASSES
-from fmnist_edge.common.nativelog import native_stderr_captured
+from fmnist_edge.common.labels import IMAGE_SHAPE
 from fmnist_edge.edge_runtime.metadata import write_metadata
 
 from .config import ExportConfig, variant_name
@@ -38,10 +34,10 @@ from .record import (
     mode_record,
     validation_record,
 )
+from .source import check_classifier, load_keras, resolve_source
 from .standard_metadata import write_standard_metadata
 from .validate import Validation, compare, keras_proba, rgb_proba, tflite_proba
 
-RUN_MODEL, RUN_METRICS = "model.keras", "metrics.json"
 MEDIAPIPE_TOLERANCE_PP = 0.1  # the -mediapipe.tflite's top-1 accuracy vs its source file's
 
 
@@ -95,83 +91,6 @@ class ExportResult:
 
 
 log = logging.getLogger("fmnist.export")
-
-
-# --- the source model -------------------------------------------------------------------------
-
-
-def resolve_source(source: Path) -> tuple[Path, dict[str, Any] | None]:
-    """The .keras file to export and the run's metrics.json (None when there is none)."""
-    source = Path(source)
-    if source.is_dir():
-        model_path = source / RUN_MODEL
-        if not model_path.is_file():
-            raise ModelError(f"{source}: no {RUN_MODEL} in this directory (not a run directory)")
-    elif not source.exists():
-        raise ModelError(f"{source}: no such file or directory")
-    elif source.suffix not in KERAS_SUFFIXES:  # say it now, not after TensorFlow's import
-        what = "a TFLite model" if source.suffix == ".tflite" else f"{source.suffix or 'no'} suffix"
-        raise ModelError(
-            f"{source}: not a Keras model ({what}); fmnist-export converts a .keras file "
-            "or a run directory"
-        )
-    else:
-        model_path = source
-    metrics_path = model_path.parent / RUN_METRICS
-    metrics = None
-    if metrics_path.is_file():
-        try:
-            metrics = json.loads(metrics_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            warnings.warn(
-                f"{metrics_path}: unreadable, provenance lacks training metrics ({exc})",
-                stacklevel=2,
-            )
-    return model_path, metrics if isinstance(metrics, dict) else None
-
-
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-
-
-def load_keras(path: Path) -> Any:
-    """The Keras model in ``path``, or ModelError saying in one line why not."""
-    with native_stderr_captured():
-        import keras
-
-        try:
-            return keras.models.load_model(path, compile=False)
-        except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors, ...
-            error = exc
-    if path.suffix not in KERAS_SUFFIXES:
-        reason = f"expected a .keras file, not {path.suffix or 'a file without extension'}"
-    elif path.suffix == ".keras" and not zipfile.is_zipfile(path):
-        reason = "not a zip archive"  # Keras itself would say "File not found"
-    else:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
-    raise ModelError(f"{path}: not a Keras model ({reason})")
-
-
-def _shapes(tensors: list[Any]) -> str:
-    return ", ".join(str(tuple(t.shape)) for t in tensors) or "nothing"
-
-
-def check_classifier(model: Any, path: Path) -> None:
-    """ModelError unless ``model`` maps (N, 28, 28, 1) to (N, 10)."""
-    try:
-        inputs, outputs = list(model.inputs), list(model.outputs)
-    except (AttributeError, ValueError):
-        raise ModelError(f"{path}: the model has no defined input shape") from None
-    ok = (
-        len(inputs) == 1
-        and tuple(inputs[0].shape[1:]) == IMAGE_SHAPE
-        and len(outputs) == 1
-        and tuple(outputs[0].shape[1:]) == (NUM_CLASSES,)
-    )
-    if not ok:
-        raise ModelError(
-            f"{path}: takes {_shapes(inputs)} and returns {_shapes(outputs)}; "
-            f"fmnist-export needs a 28x28x1 classifier, (None, 28, 28, 1) -> (None, {NUM_CLASSES})"
-        )
 
 
 # --- where files go ---------------------------------------------------------------------------

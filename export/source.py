@@ -7,6 +7,7 @@ provenance and the choice of held-out images come from); a bare .keras file has 
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 import zipfile
 from pathlib import Path
@@ -16,11 +17,13 @@ from fmnist_edge.common.errors import ModelError
 from fmnist_edge.common.labels import IMAGE_SHAPE, NUM_CLASSES
 from fmnist_edge.common.nativelog import native_stderr_captured
 
-RUN_MODEL, RUN_METRICS = "model.keras", "metrics.json"
+RUN_MODEL, RUN_METRICS, RUN_STATE = "model.keras", "metrics.json", "state.json"
+log = logging.getLogger("fmnist.export")
 
 
 def resolve_source(source: Path) -> tuple[Path, dict[str, Any] | None]:
-    """The .keras file to export and the run's metrics.json (None when there is none)."""
+    """The .keras file to export and the run's record: its metrics.json, or for a run that has
+    not finished the settings in its state.json; None for a .keras file outside a run."""
     source = Path(source)
     if source.is_dir():
         model_path = source / RUN_MODEL
@@ -36,17 +39,32 @@ def resolve_source(source: Path) -> tuple[Path, dict[str, Any] | None]:
         )
     else:
         model_path = source
-    metrics_path = model_path.parent / RUN_METRICS
-    metrics = None
-    if metrics_path.is_file():
-        try:
-            metrics = json.loads(metrics_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            warnings.warn(
-                f"{metrics_path}: unreadable, provenance lacks training metrics ({exc})",
-                stacklevel=2,
-            )
-    return model_path, metrics if isinstance(metrics, dict) else None
+    metrics = _read_record(model_path.parent / RUN_METRICS)
+    if metrics is None:  # a run still training, or stopped: its settings are in state.json
+        state = _read_record(model_path.parent / RUN_STATE) or {}
+        if isinstance(state.get("config"), dict):
+            where = f"epoch {state.get('epoch')} of {state['config'].get('epochs')}"
+            log.info("%s: an unfinished run, at %s", model_path.parent, where)
+            metrics = {
+                "arch": state.get("arch"),
+                "config": state["config"],
+                "selection": f"an unfinished run: its model.keras at {where}",
+            }
+    return model_path, metrics
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """A run's JSON record, or None when it is missing or unreadable (with a warning)."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        warnings.warn(
+            f"{path}: unreadable, provenance lacks training metrics ({exc})", stacklevel=3
+        )
+        return None
+    return record if isinstance(record, dict) else None
 
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")

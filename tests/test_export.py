@@ -400,7 +400,9 @@ def test_scored_on_what_the_run_held_out(fmnist_train, fmnist_test, config, spli
     assert len(fewer.holdout.labels) == 300 and fewer.holdout.split == split
 
 
-def test_a_run_on_every_image_is_scored_on_the_test_split(tmp_path, tiny_keras):
+@pytest.mark.parametrize("record", ["metrics.json", "state.json"])
+def test_a_run_on_every_image_is_scored_on_the_test_split(tmp_path, tiny_keras, record):
+    """A finished run says how it split in metrics.json; one still training in state.json."""
     import json
     import shutil
 
@@ -409,11 +411,17 @@ def test_a_run_on_every_image_is_scored_on_the_test_split(tmp_path, tiny_keras):
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(tiny_keras, run / "model.keras")
-    (run / "metrics.json").write_text(json.dumps({"arch": "tiny", "config": {"val_fraction": 0}}))
+    config = {"val_fraction": 0, "epochs": 10}
+    (run / record).write_text(json.dumps({"arch": "tiny", "epoch": 3, "config": config}))
     (result,) = export(ExportConfig(run, modes=("dynamic",), validate_samples=400))
-    v = read_metadata(result.path)["validation"]
+    meta = read_metadata(result.path)
+    v = meta["validation"]
     assert v["split"] == "test split (the run trained on all 60,000 training images)"
     assert v["samples"] == 400
+    assert meta["provenance"]["training_config"] == config
+    if record == "state.json":
+        selection = meta["provenance"]["training_metrics"]["selection"]
+        assert selection == "an unfinished run: its model.keras at epoch 3 of 10"
 
 
 def test_to_model_input():

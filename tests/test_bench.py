@@ -486,3 +486,12 @@ def test_tta_benchmark_reports_both_and_what_flip_changed(tiny_tflite, fmnist_te
     assert round(300 * (flip["accuracy"] - none["accuracy"])) == r["fixed"] - r["broken"]
     assert r["fixed"] + r["broken"] > 0 and none["p50_ms"] > 0 and flip["p50_ms"] > 0
     assert "| flip |" in render(r)
+
+
+@pytest.mark.parametrize("key", ["int8", "uint8", "float32"])
+def test_bare_interpreter_agrees_with_the_classifier(tiny_tflite, key):
+    from fmnist_edge.benchmarks.bare_accuracy import measure
+
+    r = measure(str(tiny_tflite[key]), limit=500)
+    assert r["images"] == 500 and r["differ"] == 0
+    assert r["bare_accuracy"] == r["classifier_accuracy"] > 0.5

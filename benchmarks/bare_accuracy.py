@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fmnist_edge.common.errors import FmnistError
+
 CHUNK = 1000  # images per invoke
 
 
@@ -73,7 +75,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N test images")
     parser.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX files")
     args = parser.parse_args(argv)
-    r = measure(args.model, args.limit, args.data_dir)
+    try:
+        r = measure(args.model, args.limit, args.data_dir)
+    except FmnistError as exc:  # a missing or broken model, no dataset: one line
+        parser.exit(exc.exit_code, f"error: {exc}\n")
     print(
         f"{r['model']} on {r['images']:,} test images ({r['runtime']}): "
         f"bare interpreter {100 * r['bare_accuracy']:.2f}%, "

@@ -14,6 +14,8 @@ import time
 
 import numpy as np
 
+from fmnist_edge.common.errors import FmnistError
+
 CHUNK = 500  # images per predict_proba call for the accuracy pass
 
 
@@ -98,7 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX files")
     parser.add_argument("--json", default=None, help="also write the report as JSON here")
     args = parser.parse_args(argv)
-    report = measure(args.model, args.threads, args.repeats, args.limit, args.data_dir)
+    try:
+        report = measure(args.model, args.threads, args.repeats, args.limit, args.data_dir)
+    except FmnistError as exc:  # a missing or broken model, no dataset: one line
+        parser.exit(exc.exit_code, f"error: {exc}\n")
     print(render(report))
     if args.json:
         from fmnist_edge.common.fileio import atomic_write_json

@@ -495,3 +495,14 @@ def test_bare_interpreter_agrees_with_the_classifier(tiny_tflite, key):
     r = measure(str(tiny_tflite[key]), limit=500)
     assert r["images"] == 500 and r["differ"] == 0
     assert r["bare_accuracy"] == r["classifier_accuracy"] > 0.5
+
+
+@pytest.mark.parametrize("module", ["tta", "bare_accuracy"])
+def test_accuracy_scripts_say_a_bad_model_in_one_line(tmp_path, capsys, module):
+    import importlib
+
+    main = importlib.import_module(f"fmnist_edge.benchmarks.{module}").main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", str(tmp_path / "nope.tflite")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'nope.tflite'}: model file not found\n"

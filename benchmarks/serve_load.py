@@ -261,6 +261,7 @@ def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen, int]:
         cmd += ["--model", args.model]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    cmd += ["--http", args.http]
     env = {k: v for k, v in os.environ.items() if k != "FMNIST_SERVE_TOKEN"}
     proc = subprocess.Popen(
         cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
@@ -281,13 +282,9 @@ def environment(args: argparse.Namespace) -> dict:
     import uvicorn
 
     from fmnist_edge.common.machine import cpu_model, usable_cores
+    from fmnist_edge.edge_runtime.serve.server import http_parser
 
-    try:
-        import httptools  # noqa: F401
-
-        parser = "httptools"
-    except ImportError:
-        parser = "h11"
+    parser = http_parser(args.http)
     return {
         "cpu": cpu_model(),
         "cores": usable_cores(),
@@ -402,6 +399,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None, help="a .tflite (default: the bundled model)")
     parser.add_argument("--workers", type=int, default=2, help="fmnist-serve --workers")
     parser.add_argument("--threads", type=int, default=None, help="fmnist-serve --threads")
+    parser.add_argument(
+        "--http", choices=("auto", "httptools", "h11"), default="auto", help="fmnist-serve --http"
+    )
     parser.add_argument("--clients", default="1,8,32", help="concurrent clients per phase")
     parser.add_argument("--requests", type=int, default=3000, help="requests per phase (cap)")
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds per phase (cap)")

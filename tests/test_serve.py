@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
+import sys
 import time
 
 import pytest
@@ -311,6 +312,35 @@ def test_settings_library():
     with pytest.raises(UsageError, match="--host ::"):
         check_settings(ServeSettings(host="::"))
     assert TOKEN not in repr(ServeSettings(token=TOKEN))  # never in a log line
+    with pytest.raises(UsageError, match="--http must be one of auto, httptools, h11"):
+        check_settings(ServeSettings(http="fast"))
+
+
+def test_http_parser_choice(monkeypatch):
+    from fmnist_edge.edge_runtime.serve.server import http_parser, http_protocol
+
+    assert http_parser("auto") == "httptools" and http_parser("h11") == "h11"  # [serve] has it
+    assert "HttpTools" in http_protocol("auto", 1.0).__mro__[1].__name__
+    assert "H11" in http_protocol("h11", 1.0).__mro__[1].__name__
+    monkeypatch.setitem(sys.modules, "httptools", None)  # as if it were not installed
+    assert http_parser("auto") == "h11"
+    with pytest.raises(UsageError, match="--http httptools: httptools is not installed"):
+        http_parser("httptools")
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_both_http_parsers_classify_and_close_silent_connections(http):
+    srv = start_server(["--http", http, "--header-timeout", "1", "--workers", "1"])
+    try:
+        assert f"1 workers; {http})" in srv.stderr()  # the listening line names the parser
+        reply = _post(srv, ANKLE_BOOT.read_bytes())
+        assert reply.status == 200 and reply.json()["label"] == "Ankle boot"
+        with socket.create_connection((srv.host, srv.port), timeout=10) as sock:
+            start = time.monotonic()
+            assert sock.recv(1) == b""  # closed by the server after --header-timeout 1
+            assert time.monotonic() - start < 8
+    finally:
+        assert srv.stop() == 0, srv.stderr()
 
 
 # --- a bug answers 500 and the server lives on -------------------------------------------------

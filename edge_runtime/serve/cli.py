@@ -90,6 +90,14 @@ from fmnist_edge.common.errors import UsageError
     show_default=True,
     help="Connections at once; more get 503.",
 )
+@click.option(
+    "--http",
+    type=click.Choice(["auto", "httptools", "h11"]),
+    default="auto",
+    show_default=True,
+    help="HTTP parser: httptools (C, in the [serve] extra) or h11 (pure Python); auto takes "
+    "httptools when it is installed.",
+)
 @click.option("--access-log", is_flag=True, help="Log one line per request.")
 @debug_option
 @handle_errors
@@ -108,6 +116,7 @@ def main(
     header_timeout: float,
     graceful_timeout: int,
     max_connections: int,
+    http: str,
     access_log: bool,
     debug: bool,
 ) -> None:
@@ -136,21 +145,25 @@ def main(
             graceful_timeout=graceful_timeout,
             max_connections=max_connections,
             access_log=access_log,
+            http=http,
         )
     )
     from fmnist_edge.common.nativelog import native_stderr_captured
 
     try:
-        from .server import serve
+        from .server import http_parser, serve
         from .workers import ClassifierPool
     except ImportError as exc:  # the [serve] extra is missing
         name = exc.name or "its web packages"
         raise UsageError(f"fmnist-serve needs {name}: pip install 'fmnist-edge[serve]'") from None
 
+    parser = http_parser(settings.http)  # a missing httptools is said before the model loads
+
     def ready(url: str) -> None:
         auth = "bearer token required" if settings.token else "no token"
         click.echo(
-            f"fmnist-serve: listening on {url} ({auth}; {settings.workers} workers)", err=True
+            f"fmnist-serve: listening on {url} ({auth}; {settings.workers} workers; {parser})",
+            err=True,
         )
 
     quiet = contextlib.nullcontext() if debug else native_stderr_captured()

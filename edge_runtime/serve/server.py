@@ -20,6 +20,8 @@ from typing import Any
 import uvicorn
 from PIL import Image
 
+from fmnist_edge.common.errors import UsageError
+
 from .app import build_app
 from .metrics import Metrics
 from .settings import ServeSettings, check_settings
@@ -63,12 +65,27 @@ def _with_head_timeout(base: type, seconds: float) -> type:
     return HeadTimeoutProtocol
 
 
-def http_protocol(header_timeout: float) -> type:
-    """uvicorn's choice (httptools when installed, else the pure-Python h11), with the timeout."""
+def http_parser(http: str = "auto") -> str:
+    """The parser ``http`` ("auto", "httptools", "h11") means here: auto is httptools when it
+    is installed (the [serve] extra has it), else the pure-Python h11. UsageError when
+    httptools is asked for and missing."""
+    if http == "h11":
+        return "h11"
     try:
         import httptools  # noqa: F401
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
     except ImportError:
+        if http == "httptools":
+            msg = "--http httptools: httptools is not installed (pip install httptools)"
+            raise UsageError(msg) from None
+        return "h11"
+    return "httptools"
+
+
+def http_protocol(http: str, header_timeout: float) -> type:
+    """uvicorn's protocol class for parser ``http``, closing slow heads after the timeout."""
+    if http_parser(http) == "httptools":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    else:
         from uvicorn.protocols.http.h11_impl import H11Protocol as base
     return _with_head_timeout(base, header_timeout)
 
@@ -96,7 +113,7 @@ def uvicorn_config(settings: ServeSettings, app: Any) -> uvicorn.Config:
         app,
         host=settings.host,
         port=settings.port,
-        http=http_protocol(settings.header_timeout),
+        http=http_protocol(settings.http, settings.header_timeout),
         lifespan="off",
         access_log=settings.access_log,
         log_level="info",

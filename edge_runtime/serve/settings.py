@@ -23,6 +23,7 @@ MIN_TOKEN_CHARS = 16
 MIB = 1024 * 1024
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:i?[bB])?\s*$")
 _UNITS = {"": 1, "k": 1024, "m": MIB, "g": 1024 * MIB}
+HTTP_PARSERS = ("auto", "httptools", "h11")  # auto: httptools when installed, else h11
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class ServeSettings:
     graceful_timeout: int = 15  # seconds SIGTERM waits for in-flight requests
     max_connections: int = 256  # open connections and requests at once; beyond: 503
     access_log: bool = False  # one log line per request (costs time on a Pi)
+    http: str = "auto"  # HTTP parser: httptools (C) or h11 (pure Python); auto: httptools if any
 
 
 def default_workers() -> int:
@@ -135,4 +137,6 @@ def check_settings(s: ServeSettings) -> ServeSettings:
             raise UsageError(f"{name} must be > 0 seconds (got {seconds})")
     if s.max_body < 1:
         raise UsageError(f"--max-body must be at least 1 byte (got {s.max_body})")
+    if s.http not in HTTP_PARSERS:
+        raise UsageError(f"--http must be one of {', '.join(HTTP_PARSERS)} (got {s.http!r})")
     return s

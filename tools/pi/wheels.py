@@ -29,11 +29,12 @@ def host_versions() -> dict[str, str]:
         raise UsageError(f"the host reference needs {exc.name}: pip install '.[edge]'") from None
 
 
-SERVE_PACKAGES = ("starlette", "uvicorn", "python-multipart")  # fmnist-serve's [serve] extra
+SERVE_PACKAGES = ("starlette", "uvicorn", "python-multipart", "httptools")  # the [serve] extra
 
 
 def serve_requirements() -> list[str]:
-    """fmnist-serve's packages, at the host's versions where it has them (pure Python wheels)."""
+    """fmnist-serve's packages, at the host's versions where it has them (httptools: an aarch64
+    cp311 wheel, the others pure Python)."""
     reqs = []
     for name in SERVE_PACKAGES:
         try:

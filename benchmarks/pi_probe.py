@@ -160,6 +160,7 @@ def serve_once(image: Path, model: str | None, timeout: float = 600.0) -> dict[s
             lines.append(line)
             if "listening on http://" in line and not found:
                 found.append(line.split("listening on ", 1)[1].split()[0])
+                found.append(line.rstrip().rstrip(")").rsplit("; ", 1)[-1])  # the HTTP parser
                 ready.set()
         ready.set()
 
@@ -195,6 +196,7 @@ def serve_once(image: Path, model: str | None, timeout: float = 600.0) -> dict[s
         "score": answer["score"],
         "top_k": answer["top_k"],
         "healthz": health.get("status"),
+        "http_parser": found[1],
         "exit_code": exit_code,
         "startup_s": round(startup_s, 2),
         "request_s": round(request_s, 3),

@@ -441,6 +441,7 @@ def test_pi_probe_serve_on_the_host():
 
     got = pi_probe.serve_once(ANKLE_BOOT, None, timeout=90)
     assert got["label"] == "Ankle boot" and got["healthz"] == "ok" and got["exit_code"] == 0
+    assert got["http_parser"] == "httptools"  # the [serve] extra's
     assert [t["label"] for t in got["top_k"]][:1] == ["Ankle boot"] and got["startup_s"] > 0
 
 

@@ -359,7 +359,8 @@ def run_check(cfg: Arm64Config) -> Arm64Result:
 
 def _serve_check(guest: Guest, work: Path, host: dict, model: list[str]) -> tuple:
     """fmnist-serve in the ai-edge-litert venv on the Pi: one image over HTTP on loopback gets
-    the host's label, /healthz answers, and SIGTERM stops it with exit status 0."""
+    the host's label, /healthz answers, SIGTERM stops it with exit status 0, and the [serve]
+    extra's httptools parses HTTP there."""
     path = next(p for p in host["paths"] if p.startswith("raw/"))
     out = work / "serve.json"
     argv = ["python", "-m", "fmnist_edge.benchmarks.pi_probe", "serve", str(work / "images" / path)]
@@ -367,7 +368,11 @@ def _serve_check(guest: Guest, work: Path, host: dict, model: list[str]) -> tupl
     got = json.loads(out.read_text())
     expected = host["labels"][host["paths"].index(path)]
     ok = got["label"] == expected and got["healthz"] == "ok" and got["exit_code"] == 0
-    detail = f"{got['label']} vs {expected}, healthz {got['healthz']}, exit {got['exit_code']}"
+    ok = ok and got.get("http_parser") == "httptools"
+    detail = (
+        f"{got['label']} vs {expected}, healthz {got['healthz']}, exit {got['exit_code']}, "
+        f"parser {got.get('http_parser')}"
+    )
     return ("ai-edge-litert: fmnist-serve over HTTP gives the host's label", ok, detail)
 
 

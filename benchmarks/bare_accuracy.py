@@ -13,8 +13,6 @@ change it). Prints the bare accuracy and the Classifier's, and how many predicti
 from __future__ import annotations
 
 import argparse
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 
@@ -23,11 +21,12 @@ from fmnist_edge.common.errors import FmnistError
 CHUNK = 1000  # images per invoke
 
 
-def bare_predictions(model: str | Path, images: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) uint8 -> (N,) predicted class indices, with ai-edge-litert's Interpreter."""
+def bare_predictions(content: bytes, images: np.ndarray) -> np.ndarray:
+    """A .tflite's bytes and (N, 28, 28) uint8 images -> (N,) predicted class indices, with
+    ai-edge-litert's Interpreter."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(model), num_threads=1)
+    interpreter = Interpreter(model_content=content, num_threads=1)
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
     dtype = np.dtype(inp["dtype"])
@@ -51,13 +50,12 @@ def bare_predictions(model: str | Path, images: np.ndarray) -> np.ndarray:
 def measure(model: str | None, limit: int | None = None, data_dir: str | None = None) -> dict:
     """Bare and Classifier accuracy of ``model`` (None: the bundled one) on the test images."""
     from fmnist_edge.dataset import load_split
-    from fmnist_edge.edge_runtime.classifier import BUNDLED_MODEL, Classifier
+    from fmnist_edge.edge_runtime.classifier import Classifier, read_model_bytes
 
     test = load_split("test", data_dir)
     images, labels = test.images[:limit], test.labels[:limit]
     clf = Classifier(model, threads=1)
-    path = model or resources.files("fmnist_edge.edge_runtime") / BUNDLED_MODEL
-    bare = bare_predictions(path, images)
+    bare = bare_predictions(read_model_bytes(model)[0], images)
     ours = np.argmax(clf.predict_proba(images), axis=1)
     return {
         "model": clf.name,

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fmnist_edge.edge_runtime.serve.settings import HTTP_PARSERS
+
 GOAL = {"clients": 8, "requests_per_s": 1000, "p99_ms": 20.0}
 
 
@@ -399,9 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None, help="a .tflite (default: the bundled model)")
     parser.add_argument("--workers", type=int, default=2, help="fmnist-serve --workers")
     parser.add_argument("--threads", type=int, default=None, help="fmnist-serve --threads")
-    parser.add_argument(
-        "--http", choices=("auto", "httptools", "h11"), default="auto", help="fmnist-serve --http"
-    )
+    parser.add_argument("--http", choices=HTTP_PARSERS, default="auto", help="fmnist-serve --http")
     parser.add_argument("--clients", default="1,8,32", help="concurrent clients per phase")
     parser.add_argument("--requests", type=int, default=3000, help="requests per phase (cap)")
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds per phase (cap)")

@@ -25,7 +25,7 @@ from fmnist_edge.edge_runtime.metadata import write_metadata
 
 from .config import ExportConfig, variant_name
 from .convert import calibration_indices, convert, io_quantization, without_softmax
-from .holdout import load_export_data
+from .holdout import Holdout, load_export_data
 from .mediapipe_model import mediapipe_model
 from .record import (
     agreement_record,
@@ -42,11 +42,8 @@ MEDIAPIPE_TOLERANCE_PP = 0.1  # the -mediapipe.tflite's top-1 accuracy vs its so
 
 
 @dataclass(frozen=True)
-class _Holdout:
-    images: np.ndarray  # (N, 28, 28) uint8, held out from the model's training (holdout.py)
-    labels: np.ndarray  # (N,) uint8
-    float_proba: np.ndarray  # (N, 10) float32, the Keras model's output
-    split: str  # where the images come from, for each file's record
+class _Holdout(Holdout):
+    float_proba: np.ndarray  # (N, 10) float32, the Keras model's output on the images
 
 
 class _Rejected(Exception):
@@ -153,7 +150,7 @@ def export(
         "scoring %s images of the %s with the Keras model", f"{len(held.labels):,}", held.split
     )
     proba = keras_proba(model, held.images, cfg.batch_size)
-    holdout = _Holdout(held.images, held.labels, proba, held.split)
+    holdout = _Holdout(held.images, held.labels, held.split, proba)
     calibration = None
     if "int8" in cfg.modes:  # from the images the run trained on: never held-out, never test
         try:

@@ -19,6 +19,8 @@ from fmnist_edge.common.cli import (
 )
 from fmnist_edge.common.errors import UsageError
 
+from .settings import HTTP_PARSERS
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @model_option
@@ -92,7 +94,7 @@ from fmnist_edge.common.errors import UsageError
 )
 @click.option(
     "--http",
-    type=click.Choice(["auto", "httptools", "h11"]),
+    type=click.Choice(HTTP_PARSERS),
     default="auto",
     show_default=True,
     help="HTTP parser: httptools (C, in the [serve] extra) or h11 (pure Python); auto takes "

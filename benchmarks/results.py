@@ -4,6 +4,8 @@
     python -m fmnist_edge.benchmarks.results edge-m=runs/edge-m-v1/bench \
         miniresnet=runs/mini/bench \
         --out docs/results.md            # the same table from reports already written
+    python -m fmnist_edge.benchmarks.results edge-m=runs/edge-m-v1/bench \
+        --format keras --format int8 --out README.md     # a short one for the README
 
 Each report is one fmnist-bench run of one model; this module only lays their report.json
 numbers side by side (accuracy, int8 drop, size, MACs, latency p50 at 1 and 2 threads on
@@ -54,12 +56,17 @@ def _p50(rows: list[dict], fmt: str, runtime: str, threads: int) -> float | None
     return None
 
 
-def model_rows(name: str, data: dict[str, Any]) -> list[list[str]]:
-    """One table row per format of one report: Keras first, then each .tflite."""
-    rows, formats = data["results"], []
-    for r in rows:
-        if r["format"] not in formats:
-            formats.append(r["format"])
+def report_formats(data: dict[str, Any]) -> list[str]:
+    """The formats a report measured, in its order (Keras first, then each .tflite)."""
+    return list(dict.fromkeys(r["format"] for r in data["results"]))
+
+
+def model_rows(
+    name: str, data: dict[str, Any], only: Sequence[str] | None = None
+) -> list[list[str]]:
+    """One table row per format of one report (only those in ``only``, when given)."""
+    rows = data["results"]
+    formats = [f for f in report_formats(data) if only is None or f in only]
     cold = {c["format"]: c for c in data.get("cold_start", {}).get("runs", [])}
     out = []
     for fmt in formats:
@@ -97,9 +104,11 @@ HEADERS = [
 ]
 
 
-def results_markdown(reports: Sequence[tuple[str, dict[str, Any]]]) -> str:
+def results_markdown(
+    reports: Sequence[tuple[str, dict[str, Any]]], only: Sequence[str] | None = None
+) -> str:
     """The results table, then per report the machine and the source it measured."""
-    body = [row for name, data in reports for row in model_rows(name, data)]
+    body = [row for name, data in reports for row in model_rows(name, data, only)]
     lines = [table(HEADERS, body), ""]
     for name, data in reports:
         m = data.get("machine", {})
@@ -145,11 +154,16 @@ def results_document(out: Path, option: str = "--results") -> str:
 
 
 def write_results(
-    out: Path, reports: Sequence[tuple[str, dict[str, Any]]], option: str = "--results"
+    out: Path,
+    reports: Sequence[tuple[str, dict[str, Any]]],
+    option: str = "--results",
+    only: Sequence[str] | None = None,
 ) -> None:
-    """Splice the table of ``reports`` between the markers of ``out`` (a new file: the markers
-    and the table), atomically; see ``results_document`` for what is refused."""
-    atomic_write_text(out, splice(results_document(out, option), results_markdown(reports)))
+    """Splice the table of ``reports`` (the rows of the formats in ``only``, when given)
+    between the markers of ``out`` (a new file: the markers and the table), atomically; see
+    ``results_document`` for what is refused."""
+    document = results_document(out, option)
+    atomic_write_text(out, splice(document, results_markdown(reports, only)))
 
 
 def parse_spec(spec: str, what: str = "REPORT_DIR", plain_ok: bool = False) -> tuple[str, Path]:
@@ -173,17 +187,34 @@ def parse_spec(spec: str, what: str = "REPORT_DIR", plain_ok: bool = False) -> t
     help="Write the table between the results markers of this Markdown file (a new file: "
     "created with them); a file with text but no markers is refused (default: print it).",
 )
+@click.option(
+    "--format",
+    "formats",
+    multiple=True,
+    metavar="FORMAT",
+    help="Only the rows of this format (repeatable: keras, float32, float16, int8, dynamic), "
+    "e.g. a short table for a README (default: every format).",
+)
 @debug_option
 @handle_errors
-def main(reports: tuple[str, ...], out: Path | None, debug: bool) -> None:
+def main(
+    reports: tuple[str, ...], out: Path | None, formats: tuple[str, ...], debug: bool
+) -> None:
     """Lay out fmnist-bench reports, NAME=REPORT_DIR each, as one results table."""
     if out is not None:
         results_document(out, "--out")  # a file of prose is refused before reading reports
     loaded = [(name, load_report(path)) for name, path in map(parse_spec, reports)]
+    measured = {f for _, data in loaded for f in report_formats(data)}
+    for fmt in formats:
+        if fmt not in measured:
+            raise UsageError(
+                f"--format {fmt}: no report has it (they have: {', '.join(sorted(measured))})"
+            )
+    only = formats or None
     if out is None:
-        sys.stdout.write(results_markdown(loaded))
+        sys.stdout.write(results_markdown(loaded, only))
     else:
-        write_results(out, loaded, "--out")
+        write_results(out, loaded, "--out", only)
         click.echo(f"wrote {out}")
 
 

@@ -399,6 +399,33 @@ def test_results_file_is_created_with_markers_then_only_between_them(tmp_path):
     assert BEGIN in (tmp_path / "empty.md").read_text()
 
 
+def test_results_format_keeps_only_those_rows(tmp_path):
+    """--format: the README's short table (Keras and int8 rows) from the same reports."""
+    from click.testing import CliRunner
+
+    from fmnist_edge.benchmarks import results
+
+    two = {**REPORT, "results": [
+        {**REPORT["results"][0], "format": "keras", "runtime": "keras", "drop_pp": None},
+        {**REPORT["results"][0], "format": "float16", "accuracy": 0.8},
+        *REPORT["results"],
+    ]}
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / "report.json").write_text(json.dumps(two))
+    doc = tmp_path / "README.md"
+    doc.write_text(f"# Readme\n{results.BEGIN}\n{results.END}\nrest\n")
+    args = [f"m={tmp_path / 'rep'}", "--out", str(doc), "--format", "keras", "--format", "int8"]
+    ok = CliRunner().invoke(results.main, args)
+    assert ok.exit_code == 0, ok.output
+    rows = [ln for ln in doc.read_text().splitlines() if ln.startswith("| m ")]
+    assert [r.split("|")[2].strip() for r in rows] == ["Keras float32", "int8"]
+    assert doc.read_text().startswith("# Readme\n") and doc.read_text().endswith("rest\n")
+    before = doc.read_text()
+    bad = CliRunner().invoke(results.main, [*args[:3], "--format", "int4"])
+    assert bad.exit_code == 2 and "--format int4: no report has it" in bad.output
+    assert "float16, int8, keras" in bad.output and doc.read_text() == before
+
+
 @pytest.mark.parametrize(
     "prose",
     ["# My notes\n\nwritten by hand\n", "<!-- results:begin -->\nonly one marker\n",

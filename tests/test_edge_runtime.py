@@ -227,6 +227,24 @@ def test_bundled_model(monkeypatch, tiny_tflite):
     assert (bundled.parent / "README.md").is_file()  # the folder ships, with its story
 
 
+def test_bundled_model_ships_its_run_record():
+    """Issue 11: history.csv and metrics.json beside the card are the bundled file's own run."""
+    import csv
+    import json
+
+    from fmnist_edge.edge_runtime.metadata import read_metadata
+
+    folder = Path(classifier_mod.__file__).parent / "models"
+    meta = read_metadata(str(folder / "default.tflite"))["provenance"]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    rows = list(csv.DictReader((folder / "history.csv").open()))
+    assert metrics["config"] == meta["training_config"] and metrics["arch"] == meta["arch"]
+    assert metrics["data"]["sha256"] == meta["data_sha256"]
+    assert [int(r["epoch"]) for r in rows] == list(range(1, metrics["epochs_completed"] + 1))
+    assert metrics["epochs_completed"] == metrics["config"]["epochs"]  # a finished run
+    assert meta["training_metrics"]["test_accuracy"] == metrics["test_accuracy"]
+
+
 def _bad_models(tmp_path, tiny_tflite, bad_shape_models):
     good = Path(tiny_tflite["int8"]).read_bytes()
     (tmp_path / "garbage.tflite").write_bytes(b"this is not a model at all\n" * 10)

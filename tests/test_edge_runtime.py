@@ -234,10 +234,10 @@ def test_bundled_model_ships_its_run_record():
 
     from fmnist_edge.edge_runtime.metadata import read_metadata
 
-    folder = Path(classifier_mod.__file__).parent / "models"
-    meta = read_metadata(str(folder / "default.tflite"))["provenance"]
-    metrics = json.loads((folder / "metrics.json").read_text())
-    rows = list(csv.DictReader((folder / "history.csv").open()))
+    bundled = Path(classifier_mod.__file__).parent / classifier_mod.BUNDLED_MODEL
+    meta = read_metadata(str(bundled))["provenance"]
+    metrics = json.loads((bundled.parent / "metrics.json").read_text())
+    rows = list(csv.DictReader((bundled.parent / "history.csv").read_text().splitlines()))
     assert metrics["config"] == meta["training_config"] and metrics["arch"] == meta["arch"]
     assert metrics["data"]["sha256"] == meta["data_sha256"]
     assert [int(r["epoch"]) for r in rows] == list(range(1, metrics["epochs_completed"] + 1))

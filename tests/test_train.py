@@ -83,8 +83,16 @@ def test_resume_after_an_interrupted_run(tmp_path):
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # nothing torn
     with pytest.raises(Exception, match="already holds a run"):
         train(cfg)  # without --resume the run is never overwritten
-    metrics = train(TrainConfig(**{**cfg.__dict__, "resume": True}))
+    resumed = TrainConfig(**{**cfg.__dict__, "resume": True})
+    with pytest.raises(KeyboardInterrupt):
+        train(resumed, callbacks=(_StopAfter(2),))
+    metrics = train(resumed)
     assert metrics["epochs_completed"] == 3
+    assert metrics["resumes"] == [  # each resume kept, across a second interruption
+        {"after_epoch": 1, "epochs_before": 3, "epochs": 3},
+        {"after_epoch": 2, "epochs_before": 3, "epochs": 3},
+    ]
+    assert "raised" not in metrics["selection"]
     history = (out / "history.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in history] == ["epoch", "1", "2", "3"]
     with pytest.raises(Exception, match="already completed 3 epochs"):

@@ -109,6 +109,7 @@ def test_val_fraction_zero_uses_every_training_image(tmp_path):
 def test_val_fraction_zero_writes_no_validation_metrics(tmp_path):
     metrics = train(_cfg(tmp_path, val_fraction=0.0, epochs=2, optimizer="sgd", lr=0.05))
     assert "val_accuracy" not in metrics and metrics["selection"].startswith("last epoch (2)")
+    assert metrics["resumes"] == [] and "raised" not in metrics["selection"]
     rows = _history(tmp_path / "run" / "history.csv")
     assert list(rows[0]) == ["epoch", "loss", "accuracy", "lr", "seconds"] and len(rows) == 2
     report = json.loads((tmp_path / "run" / "classification_report.json").read_text())
@@ -189,9 +190,12 @@ def test_extending_a_finished_cosine_run_trains(tmp_path):
     cfg = _cfg(tmp_path, epochs=1, cosine=True, optimizer="sgd", lr=0.05)
     train(cfg)
     before = [w.numpy() for w in keras.models.load_model(cfg.out / "last.keras").weights]
-    train(resolve_settings({"epochs": 2}, cfg.out, None, resume=True))
+    metrics = train(resolve_settings({"epochs": 2}, cfg.out, None, resume=True))
     rows = _history(cfg.out / "history.csv")
     assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[1]["lr"]) > 1e-3
+    assert metrics["resumes"] == [{"after_epoch": 1, "epochs_before": 1, "epochs": 2}]
+    assert metrics["selection"].endswith("; --epochs raised from 1 to 2 by --resume after epoch 1")
+    assert metrics["train_seconds"] == pytest.approx(sum(float(r["seconds"]) for r in rows))
     after = keras.models.load_model(cfg.out / "last.keras").weights
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, after, strict=True))
 

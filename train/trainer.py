@@ -130,12 +130,19 @@ class RunRecorder(keras.callbacks.Callback):
     validation split; with --ema it holds the averaged weights (and is selected by them)."""
 
     def __init__(
-        self, cfg: TrainConfig, data: Data, history: list[dict], best: float, reduce_lr=None
+        self,
+        cfg: TrainConfig,
+        data: Data,
+        history: list[dict],
+        best: float,
+        reduce_lr=None,
+        resumes: list[dict] | None = None,
     ):
         super().__init__()
         self.cfg, self.data, self.history = cfg, data, history
         self.keys = history_keys(cfg)
         self.best, self.reduce_lr = best, reduce_lr
+        self.resumes = resumes or []
         self._t0, self._lr = 0.0, 0.0
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
@@ -174,6 +181,7 @@ class RunRecorder(keras.callbacks.Callback):
             "best_val_accuracy": self.best,
             "lr": _current_lr(self.model),  # for the next epoch, after any reduction
             "config": {k: v for k, v in self.cfg.to_dict().items() if k != "resume"},
+            "resumes": self.resumes,
         }
         if self.reduce_lr is not None:
             state["reduce_lr"] = {
@@ -291,6 +299,7 @@ def train(cfg: TrainConfig, callbacks: tuple = ()) -> dict[str, Any]:
         model.optimizer.learning_rate.assign(state["lr"] if cfg.plateau else cfg.lr)
     history = read_history(cfg.out / "history.csv") if state else []
     start = state["epoch"] if state else 0
+    resumes = resume_record(state, cfg.epochs)
     shape = describe(model)
     log.info("%s: %s params, %.1fM MACs", cfg.arch, f"{shape['params']:,}", shape["macs"] / 1e6)
 
@@ -308,7 +317,7 @@ def train(cfg: TrainConfig, callbacks: tuple = ()) -> dict[str, Any]:
     elif uses_schedule(cfg):
         cbs.insert(0, Schedule(cfg, steps))
     best = state["best_val_accuracy"] if state else -1.0
-    recorder = RunRecorder(cfg, data, history, best, reduce_lr)
+    recorder = RunRecorder(cfg, data, history, best, reduce_lr, resumes)
 
     y_train, y_val = data.y_train, data.y_val
     if one_hot_labels(cfg):  # label smoothing needs categorical targets
@@ -345,7 +354,17 @@ def train(cfg: TrainConfig, callbacks: tuple = ()) -> dict[str, Any]:
             remove_empty_folders(made)
         raise
     fit_seconds = time.perf_counter() - t0
-    return finish(cfg, data, device, shape, history, fit_seconds, mixed)
+    return finish(cfg, data, device, shape, history, fit_seconds, mixed, resumes)
+
+
+def resume_record(state: dict[str, Any] | None, epochs: int) -> list[dict[str, int]]:
+    """Where the run was resumed, and to what total: each --resume reseeds the random streams
+    (from the epoch it starts at), and a raised --epochs stretches the schedule, so both are
+    part of how the model was made."""
+    if not state:
+        return []
+    entry = {"after_epoch": state["epoch"], "epochs_before": state["config"]["epochs"]}
+    return [*state.get("resumes", []), {**entry, "epochs": epochs}]
 
 
 def finish(
@@ -356,6 +375,7 @@ def finish(
     history: list[dict],
     fit_seconds: float,
     mixed: bool,
+    resumes: list[dict[str, int]],
 ) -> dict[str, Any]:
     """Evaluate the best checkpoint on validation and test; write reports, plots, metrics.json."""
     best = keras.models.load_model(cfg.out / "model.keras")
@@ -381,6 +401,12 @@ def finish(
         selection = f"last epoch ({selected}): no validation split, trained on every image"
     if cfg.ema:
         selection += ", averaged (EMA) weights"
+    for r in resumes:
+        if r["epochs"] != r["epochs_before"]:
+            selection += (
+                f"; --epochs raised from {r['epochs_before']} to {r['epochs']}"
+                f" by --resume after epoch {r['after_epoch']}"
+            )
     metrics = {
         "arch": cfg.arch,
         **shape,
@@ -392,7 +418,9 @@ def finish(
         "cpu": device.cpu,
         "mixed_precision": mixed,
         "epochs_completed": len(history),
+        "resumes": resumes,
         "epoch_seconds": seconds,
+        "train_seconds": float(sum(seconds)),
         "images_per_s": len(data.y_train) / float(np.median(seconds)),
         "best_epoch": selected,
         "selection": selection,

@@ -117,6 +117,11 @@ def test_cpu_model_on_x86_and_on_a_pi():
     assert machine.cpu_model is common_machine.cpu_model  # one function, reported by both
     x86 = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\ncpu cores\t: 2\n"
     assert machine.cpu_model(x86, board="") == "Intel(R) Xeon(R) Processor"
+    zen3 = "processor\t: 0\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\n"
+    zen3 += "flags\t\t: fpu sse2 avx avx2 fma\n"
+    assert machine.cpu_model(zen3, board="") == "AMD EPYC (family 25 model 1, AVX2)"
+    zen4 = zen3.replace(": 1\n", ": 17\n").replace("avx2", "avx2 avx512f avx512_vnni")
+    assert machine.cpu_model(zen4, board="") == "AMD EPYC (family 25 model 17, AVX-512 VNNI)"
     pi = "processor\t: 0\nBogoMIPS\t: 108.00\nCPU implementer\t: 0x41\nCPU part\t: 0xd08\n"
     assert machine.cpu_model(pi, board="Raspberry Pi 4 Model B Rev 1.4").startswith("Raspberry")
     assert "0xd08" in machine.cpu_model(pi, board="")

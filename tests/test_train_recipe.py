@@ -200,6 +200,15 @@ def test_extending_a_finished_cosine_run_trains(tmp_path):
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, after, strict=True))
 
 
+def test_shortening_an_interrupted_run_is_recorded(tmp_path):
+    cfg = _cfg(tmp_path, epochs=3, cosine=True, optimizer="sgd", lr=0.05)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, callbacks=(_StopAfter(1),))
+    metrics = train(resolve_settings({"epochs": 2}, cfg.out, None, resume=True))
+    assert metrics["resumes"] == [{"after_epoch": 1, "epochs_before": 3, "epochs": 2}]
+    assert metrics["selection"].endswith("; --epochs lowered from 3 to 2 by --resume after epoch 1")
+
+
 def test_cli_resume_needs_no_settings_and_refuses_contradictions(tmp_path):
     out = tmp_path / "run"
     args = ["--arch", "tiny", "--epochs", "1", "--limit", "128", "--augment", "--out", str(out)]

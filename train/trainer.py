@@ -403,8 +403,9 @@ def finish(
         selection += ", averaged (EMA) weights"
     for r in resumes:
         if r["epochs"] != r["epochs_before"]:
+            change = "raised" if r["epochs"] > r["epochs_before"] else "lowered"
             selection += (
-                f"; --epochs raised from {r['epochs_before']} to {r['epochs']}"
+                f"; --epochs {change} from {r['epochs_before']} to {r['epochs']}"
                 f" by --resume after epoch {r['after_epoch']}"
             )
     metrics = {

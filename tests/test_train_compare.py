@@ -112,6 +112,7 @@ def test_the_tiny_run_is_not_the_bundled_command(runs, capsys):
         (lambda d: _write(d / "h.csv", "epoch,loss,accuracy,lr\n"), "no epochs recorded yet"),
         (lambda d: _write(d / "h.csv", "epoch,loss,accuracy,lr\nx,1,1,1\n"), "unreadable row"),
         (lambda d: _write(d / "h.csv", "epoch,loss,accuracy,lr\n999,1,1,1\n"), "share no epoch"),
+        (lambda d: _write_bytes(d / "last.keras", b"PK\x03\x04\xc4\xff"), "binary content"),
     ],
 )
 def test_bad_input_gets_one_line_and_exit_2(runs, tmp_path, capsys, make, message):
@@ -129,4 +130,9 @@ def test_negative_tolerance_is_a_usage_error(runs, capsys):
 
 def _write(path, text):
     path.write_text(text)
+    return path
+
+
+def _write_bytes(path, data):
+    path.write_bytes(data)
     return path

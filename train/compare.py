@@ -1,14 +1,16 @@
-"""A rerun's epochs beside a recorded run's, row by row: the check that a newcomer's run of the
-documented command follows the bundled model's curve long before its last epoch.
+"""Set a rerun's epochs beside a recorded run's, row by row.
+
+The check that a newcomer's run of the documented command follows the bundled model's curve,
+long before its last epoch:
 
     python -m fmnist_edge.train.compare RUN [--record HISTORY.csv] [--acc-tol PP] [--loss-tol L]
 
 RUN is a run folder (its history.csv) or a history.csv; the record defaults to the bundled
 model's own (edge_runtime/models/history.csv). The learning rate must match at every shared
 epoch: it is a pure function of the command, so a difference means another command (another
---epochs, recipe or batch size), not chance. Training loss and accuracy only drift within the
-tolerances: another CPU, oneDNN against Eigen kernels, or a resume (which reseeds the
-augmentation) changes the float arithmetic and the random boxes, never the expected curve.
+--epochs, recipe or batch size), not chance. Training loss and accuracy are expected to drift
+only within the tolerances: another CPU, oneDNN against Eigen kernels, or a resume (which reseeds
+the augmentation) changes the float round-off and the random boxes, not the expected curve.
 Exits 0 when the rerun is consistent, 1 when it drifts or its schedule differs, 2 on bad input.
 """
 
@@ -63,8 +65,10 @@ class Comparison:
 
     def worst(self, key: str) -> tuple[float, int]:
         """The largest |rerun - record| of ``key`` ("loss" or "accuracy") and its epoch."""
-        diff, epoch = max((abs(getattr(n, key) - getattr(r, key)), r.epoch) for r, n in self.pairs)
-        return diff, epoch
+        diff, neg_epoch = max(
+            (abs(getattr(n, key) - getattr(r, key)), -r.epoch) for r, n in self.pairs
+        )
+        return diff, -neg_epoch  # the earliest epoch among equals
 
     @property
     def consistent(self) -> bool:
@@ -97,6 +101,8 @@ def read_rows(path: Path) -> list[Row]:
             ]
     except FileNotFoundError:
         raise UsageError(f"{path}: not found") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a history.csv (binary content)") from None
     except (ValueError, TypeError) as exc:
         raise UsageError(f"{path}: unreadable row ({exc})") from None
     except OSError as exc:
@@ -162,7 +168,9 @@ def verdict(c: Comparison, record_name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m fmnist_edge.train.compare", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("run", type=Path, help="a run folder or its history.csv")
     parser.add_argument(
         "--record",

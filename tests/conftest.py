@@ -16,6 +16,7 @@ TRAINING_FIXTURES = {"tiny_keras", "tiny_tflite"}
 TRAINING_MODULES = {
     "test_train.py",
     "test_train_recipe.py",
+    "test_train_compare.py",
     "test_export.py",
     "test_export_cli.py",
     "test_export_metadata.py",

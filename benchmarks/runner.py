@@ -259,7 +259,7 @@ def run_benchmark(cfg: BenchConfig, progress: ProgressFactory = Silent) -> Repor
     evals: dict[str, accuracy.Evaluation] = {}
     keras_model = None
     if ms.keras is not None:
-        from fmnist_edge.export.source import load_keras  # imports keras: never in device mode
+        from fmnist_edge.common.kerasfile import load_keras  # imports keras: never in device mode
 
         with progress(f"loading {ms.keras.path.name}", 1):
             keras_model = load_keras(ms.keras.path)

@@ -20,6 +20,7 @@ import numpy as np
 
 from fmnist_edge.common.errors import QualityError, UsageError
 from fmnist_edge.common.fileio import atomic_path, atomic_write_bytes
+from fmnist_edge.common.kerasfile import load_keras
 from fmnist_edge.common.labels import IMAGE_SHAPE
 from fmnist_edge.edge_runtime.metadata import write_metadata
 
@@ -34,7 +35,7 @@ from .record import (
     mode_record,
     validation_record,
 )
-from .source import check_classifier, load_keras, resolve_source
+from .source import check_classifier, resolve_source
 from .standard_metadata import write_standard_metadata
 from .validate import Validation, compare, keras_proba, rgb_proba, tflite_proba
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
 from fmnist_edge.common.errors import ModelError
+from fmnist_edge.common.kerasfile import KERAS_SUFFIXES
 from fmnist_edge.common.labels import IMAGE_SHAPE, NUM_CLASSES
-from fmnist_edge.common.nativelog import native_stderr_captured
 
 RUN_MODEL, RUN_METRICS, RUN_STATE = "model.keras", "metrics.json", "state.json"
 log = logging.getLogger("fmnist.export")
@@ -65,27 +64,6 @@ def _read_record(path: Path) -> dict[str, Any] | None:
         )
         return None
     return record if isinstance(record, dict) else None
-
-
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-
-
-def load_keras(path: Path) -> Any:
-    """The Keras model in ``path``, or ModelError saying in one line why not."""
-    with native_stderr_captured():
-        import keras
-
-        try:
-            return keras.models.load_model(path, compile=False)
-        except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors, ...
-            error = exc
-    if path.suffix not in KERAS_SUFFIXES:
-        reason = f"expected a .keras file, not {path.suffix or 'a file without extension'}"
-    elif path.suffix == ".keras" and not zipfile.is_zipfile(path):
-        reason = "not a zip archive"  # Keras itself would say "File not found"
-    else:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
-    raise ModelError(f"{path}: not a Keras model ({reason})")
 
 
 def _shapes(tensors: list[Any]) -> str:

@@ -227,6 +227,30 @@ def test_cli_resume_of_nothing_leaves_nothing(tmp_path):
     assert not (tmp_path / "never").exists()
 
 
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        ("state.json", "state.json: unreadable (Expecting property name enclosed in double"),
+        ("last.keras", "last.keras: not a Keras model (not a zip archive)"),
+        ("history.csv", "history.csv: missing; the run's record is incomplete"),
+    ],
+)
+def test_cli_resume_of_a_damaged_run_names_the_file_and_changes_nothing(tmp_path, damage, said):
+    out = tmp_path / "run"
+    args = ["--arch", "tiny", "--epochs", "1", "--limit", "128", "--out", str(out)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    if damage == "history.csv":
+        (out / damage).unlink()
+    else:
+        (out / damage).write_bytes(b"{half a file")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = CliRunner().invoke(main, ["--out", str(out), "--epochs", "2", "--resume"])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1].startswith(f"error: --resume: {out / said}")
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_the_seed_fixes_the_whole_run(tmp_path):
     """Two runs of the same settings on one machine end with the same weights, bit for bit:
     the seed fixes the initial weights, the batch order and every augmentation (what makes the

@@ -111,4 +111,10 @@ def read_run_state(out: Path) -> dict[str, Any]:
     state_path = Path(out) / "state.json"
     if not (state_path.is_file() and (Path(out) / "last.keras").is_file()):
         raise UsageError(f"--resume: {out} holds no interrupted run (no state.json/last.keras)")
-    return json.loads(state_path.read_text())
+    try:
+        state = json.loads(state_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"--resume: {state_path}: unreadable ({exc})") from None
+    if not (isinstance(state, dict) and isinstance(state.get("epoch"), int)):
+        raise UsageError(f"--resume: {state_path}: not a run state (no epoch)")
+    return state

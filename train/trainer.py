@@ -24,7 +24,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from fmnist_edge.common.errors import UsageError
+from fmnist_edge.common.errors import ModelError, UsageError
 from fmnist_edge.common.fileio import (
     atomic_path,
     atomic_write_json,
@@ -32,6 +32,7 @@ from fmnist_edge.common.fileio import (
     missing_folders,
     remove_empty_folders,
 )
+from fmnist_edge.common.kerasfile import load_keras
 from fmnist_edge.common.labels import NUM_CLASSES
 from fmnist_edge.common.pixels import to_model_input
 from fmnist_edge.dataset.files import load_split, train_val_split
@@ -215,11 +216,18 @@ def write_history(path: Path, history: list[dict], keys: tuple[str, ...]) -> Non
 
 
 def read_history(path: Path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return [
-            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
-            for row in csv.DictReader(fh)
-        ]
+    """A run's history.csv, to continue it on --resume; UsageError when it is missing or broken
+    (a resume without it would write a record that starts at the resumed epoch)."""
+    try:
+        with open(path, newline="") as fh:
+            return [
+                {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
+                for row in csv.DictReader(fh)
+            ]
+    except FileNotFoundError:
+        raise UsageError(f"--resume: {path}: missing; the run's record is incomplete") from None
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        raise UsageError(f"--resume: {path}: unreadable ({exc})") from None
 
 
 def check_out(cfg: TrainConfig) -> dict[str, Any] | None:
@@ -291,7 +299,10 @@ def train(cfg: TrainConfig, callbacks: tuple = ()) -> dict[str, Any]:
 
     with strategy_scope(device, cfg.distribute):
         if state:
-            model = keras.models.load_model(cfg.out / "last.keras")
+            try:
+                model = load_keras(cfg.out / "last.keras", compile=True)
+            except ModelError as exc:
+                raise UsageError(f"--resume: {exc}") from None
         else:
             model = build_model(cfg.arch)
             _compile(model, cfg)

@@ -1,14 +1,16 @@
-"""The Fashion-MNIST classifier: a .tflite model, its metadata, preprocessing, top-k results.
+"""The classifier: a .tflite model, its record, preprocessing, top-k results.
 
-    clf = Classifier()                      # the bundled int8 model, the first runtime found
+    clf = Classifier()                      # the bundled Fashion-MNIST int8 model
     clf.predict("shoe.jpg").label           # 'Sneaker'
     clf.predict_proba(images)               # (N, 28, 28) uint8 -> (N, 10) float32
+    Classifier("shoes.tflite").image_shape  # (64, 64, 3): an own-data RGB model's input
     Classifier(tta="flip")                  # also classify each mirror image, average both
 
 Input handling comes from the model: dtype, scale and zero point from the interpreter's tensor
-details; class names, normalization and what the output holds (logits or probabilities) from the
-file's fmnist_edge metadata record (CLASS_NAMES, pixel / 255 and probabilities when a file has
-none, with a warning). For logits the softmax is applied here, in float.
+details; image size, colour, class names, normalization and what the output holds (logits or
+probabilities) from the file's record (record.py; for a file without one: its tensors,
+Fashion-MNIST's class names, pixel / 255 and probabilities, with a warning). For logits the
+softmax is applied here, in float.
 """
 
 from __future__ import annotations
@@ -23,17 +25,15 @@ from typing import Any
 import numpy as np
 
 from fmnist_edge.common.errors import ImageError, ModelError, UsageError
-from fmnist_edge.common.labels import CLASS_NAMES
-from fmnist_edge.common.pixels import PIXEL_OFFSET, PIXEL_SCALE
 
 from .checks import check_mode, check_top_k, check_tta
 from .interpreter import TensorSpec, TFLiteModel, load_runtime
-from .metadata import check_tflite, read_metadata
-from .preprocess import SIDE, ImageSource, pixel_values, to_array
+from .metadata import check_tflite
+from .preprocess import ImageSource, pixel_values, to_array
+from .record import ModelRecord
 
 log = logging.getLogger(__name__)
 BUNDLED_MODEL = "models/default.tflite"  # inside the edge_runtime package
-DEFAULT_NORMALIZATION = (PIXEL_SCALE, PIXEL_OFFSET)  # x = pixel * scale + offset
 _SIGN_BIT = np.uint8(128)
 
 
@@ -69,27 +69,24 @@ def read_model_bytes(model_path: str | os.PathLike | None) -> tuple[bytes, str]:
         raise ModelError(f"{path}: cannot read model ({exc.strerror or exc})") from None
 
 
-def _normalization(meta: dict[str, Any] | None, name: str) -> tuple[float, float]:
-    if meta is None:
-        return DEFAULT_NORMALIZATION
-    norm = meta.get("normalization") or {}
-    try:
-        return float(norm.get("scale", DEFAULT_NORMALIZATION[0])), float(norm.get("offset", 0.0))
-    except (TypeError, ValueError):
-        raise ModelError(f"{name}: metadata normalization is not numeric: {norm}") from None
-
-
-def _class_names(meta: dict[str, Any] | None, name: str, num_classes: int) -> tuple[str, ...]:
-    names = tuple(meta.get("class_names") or ()) if meta else ()
-    if not names:
-        if num_classes != len(CLASS_NAMES):
-            raise ModelError(f"{name}: {num_classes} outputs and no class names in its metadata")
-        return CLASS_NAMES
-    if len(names) != num_classes:
+def _record(content: bytes, name: str, model: TFLiteModel) -> tuple[ModelRecord, bool]:
+    """The file's record checked against its tensors, and whether the file carries one (a file
+    without one is described from its tensors, as Fashion-MNIST when it has ten outputs)."""
+    height, width, channels = model.image_shape
+    record = ModelRecord.from_model(content, name)
+    if record is None:
+        return ModelRecord.assumed(height, width, channels, model.num_classes, name), False
+    if record.num_classes != model.num_classes:
         raise ModelError(
-            f"{name}: its metadata names {len(names)} classes, the model outputs {num_classes}"
+            f"{name}: its metadata names {record.num_classes} classes, "
+            f"the model outputs {model.num_classes}"
         )
-    return tuple(str(n) for n in names)
+    if (*record.input.size, record.input.channels) != (height, width, channels):
+        raise ModelError(
+            f"{name}: its metadata describes a {record.input.width}x{record.input.height} "
+            f"{record.input.color} input, the model takes {width}x{height}x{channels}"
+        )
+    return record, True
 
 
 def _table_kind(lut: np.ndarray) -> str:
@@ -101,15 +98,6 @@ def _table_kind(lut: np.ndarray) -> str:
     if lut.dtype == np.uint8 and np.array_equal(lut, ramp):
         return "pixel"
     return "table"
-
-
-def _output_values(meta: dict[str, Any] | None, name: str) -> str:
-    """What the output tensor holds: "logits" (the runtime applies softmax), "probabilities"
-    or "scores" (both passed through). Files without metadata are taken as probabilities."""
-    values = ((meta or {}).get("output") or {}).get("values", "probabilities")
-    if values not in ("logits", "probabilities", "scores"):
-        raise ModelError(f"{name}: metadata output values {values!r} are not understood")
-    return values
 
 
 def _output_table(spec: TensorSpec, logits: bool) -> np.ndarray | None:
@@ -136,7 +124,8 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 class Classifier:
-    """A Fashion-MNIST .tflite classifier (int8, uint8 or float32 I/O; float16 weights too).
+    """A .tflite image classifier (int8, uint8 or float32 I/O; float16 weights too), of
+    Fashion-MNIST or of the user's own classes, gray or RGB, at the size its record gives.
 
     ``model_path`` None uses the bundled model; ``runtime`` None (or "auto") the first of
     ai-edge-litert and tflite-runtime that works. ``tta`` "flip" classifies each image and its
@@ -157,25 +146,48 @@ class Classifier:
         self.tta = check_tta(tta)
         content, self.name = read_model_bytes(model_path)
         check_tflite(content, self.name)
-        self.metadata: dict[str, Any] | None = read_metadata(content, self.name)
         self._runtime = load_runtime(runtime)
         self.runtime = str(self._runtime)  # e.g. "ai-edge-litert 2.3.0"
         self.model = TFLiteModel(content, self.name, self._runtime, threads)
-        self.class_names = _class_names(self.metadata, self.name, self.model.num_classes)
-        scale, offset = _normalization(self.metadata, self.name)
+        self.record, self.has_record = _record(content, self.name, self.model)
+        self.class_names = self.record.class_names
+        self.image_size = self.record.input.size  # (height, width)
+        self.color = self.record.input.pixel_color  # what images are converted to
+        record = self.record
         # Every uint8 pixel value -> the input tensor's value: normalization and quantization
         # folded into one 256-entry table, so a batch is prepared by a single lookup.
-        self._lut = self.model.input.quantize(np.arange(256) * scale + offset)
+        pixels = np.arange(256) * record.normalization_scale + record.normalization_offset
+        self._lut = self.model.input.quantize(pixels)
         self._lut_kind = _table_kind(self._lut)
-        self.output_values = _output_values(self.metadata, self.name)
+        self.output_values = record.output_values
         self._logits = self.output_values == "logits"
         self._out_lut = _output_table(self.model.output, self._logits)
-        if self.metadata is None:  # said once the model itself has been accepted
+        self._gray_as_rgb = record.input.grayscale is not None  # a MediaPipe variant
+        if not self.has_record:  # said once the model itself has been accepted
             log.warning(
                 "%s has no fmnist_edge metadata: assuming Fashion-MNIST class names, "
                 "pixel / 255 and probabilities out",
                 self.name,
             )
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        """The file's record as its JSON (None for a file without one)."""
+        return self.record.to_dict() if self.has_record else None
+
+    def resolve_mode(self, mode: str) -> str:
+        """``mode`` for this model: photo and auto are Fashion-MNIST's conversions; any other
+        model takes its images as they are (raw: converted to its size and colour only)."""
+        check_mode(mode)
+        if self.record.is_fashion_mnist:
+            return mode
+        if mode == "photo":
+            raise UsageError(
+                f"--mode photo is Fashion-MNIST's conversion; {self.name} is a "
+                f"{self.image_size[1]}x{self.image_size[0]} {self.color} model of its own "
+                "classes: use --mode raw (resize and convert only)"
+            )
+        return "raw"
 
     def __repr__(self) -> str:
         tta = f", tta={self.tta!r}" if self.tta != "none" else ""
@@ -195,7 +207,7 @@ class Classifier:
         return self._lut[x]
 
     def _proba(self, x: np.ndarray) -> np.ndarray:
-        """(N, 28, 28[, 1]) uint8, already checked -> (N, classes) float32, averaged over each
+        """(N, H, W[, C]) uint8, already checked -> (N, classes) float32, averaged over each
         image and its mirror with tta "flip"."""
         if self.tta == "flip":
             n = len(x)
@@ -204,7 +216,7 @@ class Classifier:
         return self._model_proba(x)
 
     def _model_proba(self, x: np.ndarray) -> np.ndarray:
-        out = self.model.run(self._input(x))
+        out = self.model.run(self._input(self._tensor_pixels(x)))
         if self._out_lut is None:
             values = self.model.output.dequantize(out)
             return _softmax(values) if self._logits else values
@@ -213,32 +225,47 @@ class Classifier:
             return (values / values.sum(axis=1, keepdims=True)).astype(np.float32, copy=False)
         return values
 
+    def _tensor_pixels(self, x: np.ndarray) -> np.ndarray:
+        """A MediaPipe variant takes its gray image as RGB: the gray channel three times."""
+        if not self._gray_as_rgb:
+            return x
+        return np.repeat(x.reshape(*x.shape[:3], 1), 3, axis=3)
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """One image's pixels as the methods take them: (H, W) gray, (H, W, 3) RGB."""
+        return (*self.image_size, 3) if self.color == "rgb" else self.image_size
+
     def _pixels(self, x: np.ndarray) -> np.ndarray:
-        """A batch as given -> (N, 28, 28[, 1]) uint8; one (28, 28) image becomes a batch of one.
-        Pixels are checked as predict checks them (preprocess.pixel_values); the shape error
-        shows the caller's shape, not ours."""
+        """A batch as given -> (N, H, W[, C]) uint8; one image becomes a batch of one. Pixels
+        are checked as predict checks them (preprocess.pixel_values); the shape error shows
+        the caller's shape, not ours."""
         given = np.asarray(x)
         x = pixel_values(given)
-        if x.ndim == 2:
+        one = self.image_shape
+        if x.shape == one or (self.color != "rgb" and x.shape == (*one, 1)):
             x = x[None]
-        if x.ndim not in (3, 4) or x.shape[1:3] != (SIDE, SIDE) or x.shape[3:] not in ((), (1,)):
-            raise ImageError(
-                f"array: predict_proba needs (N, 28, 28[, 1]) images, got {given.shape}"
-            )
+        rgb = self.color == "rgb"
+        ok = x.ndim in (3, 4) and x.shape[1:3] == self.image_size
+        ok = ok and (x.shape[3:] == (3,) if rgb else x.shape[3:] in ((), (1,)))
+        if not ok:
+            h, w = self.image_size
+            want = f"(N, {h}, {w}, 3)" if rgb else f"(N, {h}, {w}[, 1])"
+            raise ImageError(f"array: predict_proba needs {want} images, got {given.shape}")
         return x
 
     def output_tensor(self, x: np.ndarray) -> np.ndarray:
-        """(N, 28, 28[, 1]) raw pixels (uint8, or integers 0-255) -> the model's output tensor
+        """(N, H, W[, C]) raw pixels (uint8, or integers 0-255) -> the model's output tensor
         as the interpreter returns it (for the bundled model: int8 logits), before any
         dequantization or softmax, and without tta. What to compare, bit for bit, between two
         machines."""
         x = self._pixels(x)
         if len(x) == 0:
             return np.zeros((0, len(self.class_names)), dtype=self.model.output.dtype)
-        return self.model.run(self._input(x)).copy()
+        return self.model.run(self._input(self._tensor_pixels(x))).copy()
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """(N, 28, 28[, 1]) raw pixels (uint8, or integers 0-255) -> (N, classes) float32
+        """(N, H, W[, C]) raw pixels (uint8, or integers 0-255) -> (N, classes) float32
         probabilities (the softmax of the logits, for a file that outputs logits)."""
         x = self._pixels(x)
         if len(x) == 0:
@@ -256,15 +283,20 @@ class Classifier:
         image, or a numpy array of pixels (uint8, or integers 0-255). ``top_k`` >= 1 classes
         are ranked (UsageError otherwise)."""
         check_top_k(top_k)
-        return self._result(self._proba(to_array(image, mode)[None])[0], top_k)
+        return self._result(self._proba(self.to_array(image, mode)[None])[0], top_k)
+
+    def to_array(self, image: ImageSource, mode: str = "auto") -> np.ndarray:
+        """One image as this model takes it: decoded, converted to its colour and fitted to its
+        size (preprocess.to_array, with ``mode`` resolved for the model)."""
+        return to_array(image, self.resolve_mode(mode), self.image_size, self.color)
 
     def predict_batch(
         self, images: Iterable[ImageSource], mode: str = "auto", top_k: int = 3
     ) -> list[Prediction]:
         """Classify many images in batched invokes. An unreadable image raises ImageError."""
-        check_mode(mode)
+        mode = self.resolve_mode(mode)
         check_top_k(top_k)
-        arrays = [to_array(image, mode) for image in images]
+        arrays = [self.to_array(image, mode) for image in images]
         if not arrays:
             return []
         return [self._result(p, top_k) for p in self.predict_proba(np.stack(arrays))]

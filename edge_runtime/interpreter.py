@@ -192,7 +192,8 @@ class TensorSpec:
 
 
 class TFLiteModel:
-    """A loaded .tflite checked to be a 28x28 grayscale classifier with ``num_classes`` outputs.
+    """A loaded .tflite checked to be an image classifier (gray or RGB, NHWC) with
+    ``num_classes`` outputs.
 
     ``run`` takes a batch already in the input tensor's dtype and returns the raw output
     tensor values; batching is split or looped as the model allows. Not thread-safe.
@@ -232,10 +233,10 @@ class TFLiteModel:
 
     def _check(self, num_classes: int | None) -> None:
         shape, out = self.input.shape, self.output.shape
-        if len(shape) not in (3, 4) or shape[1:3] != (28, 28) or shape[3:] not in ((), (1,)):
+        if len(shape) not in (3, 4) or min(shape[1:3]) < 1 or shape[3:] not in ((), (1,), (3,)):
             raise ModelError(
-                f"{self.name}: input shape {list(shape)} is not a 28x28 grayscale image "
-                "(expected [N, 28, 28, 1])"
+                f"{self.name}: input shape {list(shape)} is not an image "
+                "(expected [N, H, W, 1] gray or [N, H, W, 3] RGB)"
             )
         if len(out) != 2 or (num_classes is not None and out[1] != num_classes):
             want = f"[N, {num_classes}]" if num_classes else "[N, classes]"
@@ -250,6 +251,12 @@ class TFLiteModel:
     def num_classes(self) -> int:
         return self.output.shape[1]
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of one input image."""
+        h, w, *c = self.input.shape[1:]
+        return h, w, (c[0] if c else 1)
+
     def _resize(self, n: int) -> None:
         if n != self._batch:
             self._interp.resize_tensor_input(self.input.index, [n, *self._sample_shape])
@@ -262,7 +269,7 @@ class TFLiteModel:
         return self._get(self.output.index)
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        """(N, 28, 28[, 1]) in the input dtype -> (N, classes) in the output dtype."""
+        """(N, H, W[, C]) in the input dtype -> (N, classes) in the output dtype."""
         n = len(x)
         x = x.reshape((n, *self._sample_shape))
         if n == self._batch:

@@ -218,32 +218,52 @@ def _gray(arr: np.ndarray) -> np.ndarray:
     return arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
+def _is_model_shaped(pixels: np.ndarray, size: tuple[int, int], color: str) -> bool:
+    """Already the model's pixels: (H, W) or (H, W, 1) for gray, (H, W, 3) for RGB."""
+    if color == "rgb":
+        return pixels.shape == (*size, 3)
+    return pixels.shape in (size, (*size, 1))
+
+
 # --- the two modes ---------------------------------------------------------------------------
 
 
-def raw(img: Image.Image, name: str = "image") -> np.ndarray:
-    """A Fashion-MNIST-form image (light on dark) -> (28, 28) uint8, transparent = the dark
-    background. Another size is fitted in: the long edge resized to 28 (a box average when
-    shrinking, so a 2x upscale comes back exactly), the short one padded with the border's
-    median gray, centred."""
-    arr = _flatten(img if img.size == (SIDE, SIDE) else _shrink(img), background=0)
-    gray = arr if arr.ndim == 2 else np.rint(_gray(arr)).astype(np.uint8)
-    if gray.shape == (SIDE, SIDE):
-        return gray
-    h, w = gray.shape
-    size = (SIDE, max(1, round(h * SIDE / w))) if w >= h else (max(1, round(w * SIDE / h)), SIDE)
-    shrink = max(h, w) > SIDE
+def raw(
+    img: Image.Image,
+    name: str = "image",
+    size: tuple[int, int] = (SIDE, SIDE),
+    color: str = "grayscale",
+) -> np.ndarray:
+    """An image already in the model's form (for Fashion-MNIST: light on dark) -> (H, W) uint8
+    gray, or (H, W, 3) for ``color`` "rgb"; transparent = a dark background. Another size is
+    fitted in: the long edge resized to fit (a box average when shrinking, so a 2x upscale
+    comes back exactly), the short one padded with the border's median, centred. ``size`` is
+    (height, width)."""
+    height, width = size
+    arr = _flatten(img if img.size == (width, height) else _shrink(img, max(size)), background=0)
+    if color == "rgb":
+        pixels = arr if arr.ndim == 3 else np.repeat(arr[..., None], 3, axis=2)
+    else:
+        pixels = arr if arr.ndim == 2 else np.rint(_gray(arr)).astype(np.uint8)
+    if pixels.shape[:2] == (height, width):
+        return pixels
+    h, w = pixels.shape[:2]
+    scale = min(width / w, height / h)
+    fit = (min(width, max(1, round(w * scale))), min(height, max(1, round(h * scale))))
+    shrink = fit[0] < w or fit[1] < h
     resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
-    small = np.asarray(Image.fromarray(gray).resize(size, resample))
-    canvas = np.full((SIDE, SIDE), round(float(np.median(_border(gray)))), dtype=np.uint8)
-    top, left = (SIDE - size[1]) // 2, (SIDE - size[0]) // 2
-    canvas[top : top + size[1], left : left + size[0]] = small
+    small = np.asarray(Image.fromarray(pixels).resize(fit, resample))
+    border = np.median(_border(pixels), axis=0)
+    canvas = np.empty((height, width, *pixels.shape[2:]), dtype=np.uint8)
+    canvas[...] = np.rint(border).astype(np.uint8)
+    top, left = (height - fit[1]) // 2, (width - fit[0]) // 2
+    canvas[top : top + fit[1], left : left + fit[0]] = small
     return canvas
 
 
-def _border(gray: np.ndarray) -> np.ndarray:
-    """The outermost rows and columns of an (H, W) array, as one vector."""
-    return np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+def _border(pixels: np.ndarray) -> np.ndarray:
+    """The outermost rows and columns of an (H, W[, C]) array, as one run of pixels."""
+    return np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
 
 
 def has_dark_border(img: Image.Image) -> bool:
@@ -272,11 +292,12 @@ def _sharpen(x: np.ndarray) -> np.ndarray:
     return x + _SHARPEN_AMOUNT * (x - blur)
 
 
-def _shrink(img: Image.Image) -> Image.Image:
-    """A large image box-reduced to about 224-447 px on its long side before any float work
-    (an 8000x6000 PNG would otherwise need gigabytes on a Pi). JPEGs arrive here already
-    reduced by ``draft``; averaging first is also what step 2 does anyway."""
-    factor = max(img.size) // _DRAFT_SIDE
+def _shrink(img: Image.Image, side: int = SIDE) -> Image.Image:
+    """A large image box-reduced to about 224-447 px on its long side (at least 8x ``side``,
+    the output's) before any float work (an 8000x6000 PNG would otherwise need gigabytes on a
+    Pi). JPEGs arrive here already reduced by ``draft``; averaging first is also what the
+    final resize does anyway."""
+    factor = max(img.size) // max(_DRAFT_SIDE, 8 * side)
     if factor < 2:
         return img
     if img.mode in ("1", "P", "PA"):  # indices and bits cannot be averaged: expand first
@@ -307,14 +328,23 @@ def photo(img: Image.Image) -> np.ndarray:
     return np.clip(np.rint(255.0 - canvas), 0, 255).astype(np.uint8)  # 5. negate, 6. 8-bit
 
 
-def to_array(source: ImageSource, mode: str = "auto") -> np.ndarray:
-    """A path, encoded image bytes, PIL image or numpy array -> (28, 28) uint8, a light
-    object on a dark background."""
+def to_array(
+    source: ImageSource,
+    mode: str = "auto",
+    size: tuple[int, int] = (SIDE, SIDE),
+    color: str = "grayscale",
+) -> np.ndarray:
+    """A path, encoded image bytes, PIL image or numpy array -> the model's pixels: (H, W)
+    uint8 for "grayscale", (H, W, 3) for "rgb"; ``size`` is the model's (height, width).
+    ``photo`` and ``auto`` are Fashion-MNIST's conversions (28x28 gray, a light object on a
+    dark background); for any other model the caller passes ``raw``."""
     check_mode(mode)
+    if mode != "raw" and (size != (SIDE, SIDE) or color != "grayscale"):
+        raise ValueError(f"mode {mode!r} makes 28x28 gray images only")
     if isinstance(source, np.ndarray):
         pixels = pixel_values(source)
-        if mode != "photo" and pixels.shape in ((SIDE, SIDE), (SIDE, SIDE, 1)):
-            return pixels.reshape(SIDE, SIDE)  # the fast path: already Fashion-MNIST pixels
+        if mode != "photo" and _is_model_shaped(pixels, size, color):
+            return pixels.reshape(*size, *((3,) if color == "rgb" else ()))  # the fast path
         img, name = _from_array(pixels), "array"
     elif isinstance(source, Image.Image):
         img, name = source, "image"
@@ -329,7 +359,7 @@ def to_array(source: ImageSource, mode: str = "auto") -> np.ndarray:
         if mode == "auto":  # Fashion-MNIST-like: gray, and 28x28 or light on a dark border
             like = is_grayscale(img) and (img.size == (SIDE, SIDE) or has_dark_border(img))
             mode = "raw" if like else "photo"
-        return raw(img, name) if mode == "raw" else photo(img)
+        return raw(img, name, size, color) if mode == "raw" else photo(img)
     except ImageError:
         raise
     except Exception as exc:  # a decoder that fails late, on a lazily loaded PIL image

@@ -257,7 +257,7 @@ def _bad_models(tmp_path, tiny_tflite, bad_shape_models):
         "empty.tflite": ("not a TFLite model", tmp_path / "empty.tflite"),
         "missing.tflite": ("not found", tmp_path / "missing.tflite"),
         "adir.tflite": ("directory", tmp_path / "adir.tflite"),
-        "rgb32": ("input shape [1, 32, 32, 3]", bad_shape_models["rgb32"]),
+        "rgb32": ("32x32x3 input and no fmnist_edge metadata", bad_shape_models["rgb32"]),
         "five": ("5 outputs and no class names", bad_shape_models["five"]),
     }
 

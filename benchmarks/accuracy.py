@@ -31,6 +31,7 @@ class Evaluation:
     seconds: float  # wall time of the whole pass
     runtime: str  # what ran it ("keras predict, batch 256", "ai-edge-litert 2.3.0, 2 threads")
     threads: int | None  # interpreter threads (None: the runtime's default pool)
+    class_names: tuple[str, ...] = CLASS_NAMES  # the model's classes, in label order
 
     @property
     def n(self) -> int:
@@ -42,7 +43,7 @@ class Evaluation:
 
     @property
     def confusion(self) -> np.ndarray:
-        return confusion_matrix(self.labels, self.preds)
+        return confusion_matrix(self.labels, self.preds, len(self.class_names))
 
     @property
     def per_class(self) -> np.ndarray:
@@ -101,7 +102,9 @@ def to_dict(
         "threads": ev.threads,
         "seconds": ev.seconds,
         "images_per_s": ev.images_per_s,
-        "per_class": {name: _num(acc) for name, acc in zip(CLASS_NAMES, ev.per_class, strict=True)},
+        "per_class": {
+            name: _num(acc) for name, acc in zip(ev.class_names, ev.per_class, strict=True)
+        },
         "confusion": ev.confusion.tolist(),
     }
     if cmp is not None:
@@ -110,7 +113,8 @@ def to_dict(
             drop_pp=_num(cmp.drop_pp),
             agreement=_num(cmp.agreement),
             per_class_drop_pp={
-                name: _num(d) for name, d in zip(CLASS_NAMES, cmp.per_class_drop_pp, strict=True)
+                name: _num(d)
+                for name, d in zip(ev.class_names, cmp.per_class_drop_pp, strict=True)
             },
             confusion_diff=cmp.confusion_diff.tolist(),
             changed_count=int(cmp.changed.size),

@@ -36,11 +36,14 @@ class Process:
 
 
 def write_png(image: np.ndarray, path: Path) -> Path:
-    """Save one (28, 28) uint8 image as a grayscale PNG (the cold start's input)."""
+    """Save one (H, W[, C]) uint8 image as a gray or RGB PNG (the cold start's input)."""
     from PIL import Image
 
+    pixels = np.asarray(image, dtype=np.uint8)
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
     with atomic_open(path, "wb") as fh:
-        Image.fromarray(np.asarray(image, dtype=np.uint8), mode="L").save(fh, format="PNG")
+        Image.fromarray(pixels).save(fh, format="PNG")
     return path
 
 

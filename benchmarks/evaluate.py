@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from fmnist_edge.common.labels import CLASS_NAMES
+
 from .accuracy import Evaluation
 
 CHUNK = 500  # images per call: the progress bar's step
@@ -21,19 +23,26 @@ Tick = Callable[[int], None]  # progress: called with the number of images done
 
 
 def evaluate_keras(
-    model: Any, images: np.ndarray, labels: np.ndarray, batch: int = 256, tick: Tick | None = None
+    model: Any,
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch: int = 256,
+    tick: Tick | None = None,
+    class_names: tuple[str, ...] = CLASS_NAMES,
 ) -> Evaluation:
-    """The Keras float reference: (N, 28, 28) uint8 -> pixel / 255 -> batched predict."""
+    """The Keras float reference: (N, H, W[, C]) uint8 -> pixel / 255 -> batched predict."""
     preds = np.empty(len(images), dtype=np.int64)
     t0 = time.perf_counter()
     for start in range(0, len(images), 2 * CHUNK):
-        x = images[start : start + 2 * CHUNK, ..., None].astype(np.float32) / 255.0
+        x = np.asarray(images[start : start + 2 * CHUNK]).astype(np.float32) / 255.0
+        x = x[..., None] if x.ndim == 3 else x  # (n, H, W) gray: its channel axis
         proba = model.predict(x, batch_size=batch, verbose=0)  # (n, 10) softmax
         preds[start : start + len(x)] = np.argmax(proba, axis=1)
         if tick is not None:
             tick(start + len(x))
     seconds = time.perf_counter() - t0
-    return Evaluation("keras", preds, labels, seconds, f"keras predict, batch {batch}", None)
+    how = f"keras predict, batch {batch}"
+    return Evaluation("keras", preds, labels, seconds, how, None, class_names)
 
 
 def evaluate_tflite(
@@ -59,4 +68,4 @@ def evaluate_tflite(
             tick(start + len(proba))
     seconds = time.perf_counter() - t0
     how = f"{clf.runtime}, {threads} thread{'s' * (threads > 1)}, edge_runtime Classifier"
-    return Evaluation(label, preds, labels, seconds, how, threads)
+    return Evaluation(label, preds, labels, seconds, how, threads, clf.class_names)

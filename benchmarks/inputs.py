@@ -3,7 +3,6 @@ read from the file itself (metadata, else the interpreter's tensors), never from
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,14 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_edge.common.errors import ModelError
+from fmnist_edge.common.errors import ModelError, UsageError
+from fmnist_edge.common.labels import CLASS_NAMES
 from fmnist_edge.common.pixels import PIXEL_SCALE
+from fmnist_edge.common.rundir import RunDir
 from fmnist_edge.edge_runtime.interpreter import load_runtime
-from fmnist_edge.edge_runtime.metadata import read_metadata
+from fmnist_edge.edge_runtime.record import ModelRecord
 
 from .config import BenchConfig
 
-RUN_MODEL, RUN_METRICS = "model.keras", "metrics.json"
+RUN_MODEL, RUN_METRICS = RunDir.MODEL, RunDir.METRICS
 # what a run without .tflite files gets first: float32 (the float reference on a device, and
 # what int8's speed-up is measured against), float16 and int8, as fmnist-export --quantize all
 EXPORT_FORMATS = ("float32", "float16", "int8")
@@ -40,9 +41,9 @@ class ModelFile:
         return self.format == "keras"
 
 
-def _format_from_metadata(meta: dict[str, Any]) -> str | None:
-    quant = meta.get("quantization") or {}
-    mode = quant.get("mode")
+def _format_from_record(record: ModelRecord) -> str | None:
+    quant = record.quantization
+    mode = record.mode
     if not mode:
         return None
     io = quant.get("io_dtype") or (quant.get("input") or {}).get("dtype")
@@ -71,16 +72,16 @@ def describe_tflite(path: Path) -> ModelFile:
     """A .tflite file's format, size and normalization."""
     if not path.is_file():
         raise ModelError(f"{path}: no such file")
-    meta = read_metadata(path)  # ModelError for a file that is no TFLite model
-    fmt = _format_from_metadata(meta) if meta else None
-    norm = (meta or {}).get("normalization") or {}
+    # ModelError for a file that is no TFLite model
+    record = ModelRecord.from_model(path.read_bytes(), str(path))
+    fmt = _format_from_record(record) if record else None
     return ModelFile(
         format=fmt or _format_from_tensors(path),
         path=path,
         size_bytes=path.stat().st_size,
-        metadata=meta,
-        scale=float(norm.get("scale", PIXEL_SCALE)),
-        offset=float(norm.get("offset", 0.0)),
+        metadata=record.to_dict() if record else None,
+        scale=record.normalization_scale if record else PIXEL_SCALE,
+        offset=record.normalization_offset if record else 0.0,
     )
 
 
@@ -152,13 +153,9 @@ def export_missing(
 def model_size(run_dir: Path | None, keras_model: Any | None) -> dict[str, int | None]:
     """Parameters and MACs: the run's metrics.json when it has them, else counted on the Keras
     model (train.models.describe), else unknown (a .tflite alone on a Pi)."""
-    if run_dir is not None and (Path(run_dir) / RUN_METRICS).is_file():
-        try:
-            metrics = json.loads((Path(run_dir) / RUN_METRICS).read_text())
-            if metrics.get("params") is not None:
-                return {"params": metrics.get("params"), "macs": metrics.get("macs")}
-        except (OSError, ValueError, AttributeError):
-            pass  # unreadable: count on the model instead
+    metrics = RunDir(run_dir).read_metrics() if run_dir is not None else None
+    if metrics is not None and metrics.get("params") is not None:  # else count on the model
+        return {"params": metrics.get("params"), "macs": metrics.get("macs")}
     if keras_model is not None:
         from fmnist_edge.train.models import describe
 
@@ -174,6 +171,51 @@ def unique_labels(models: list[ModelFile]) -> list[str]:
         f if fmts.count(f) == 1 else f"{f} ({m.path.name})"
         for f, m in zip(fmts, models, strict=True)
     ]
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """The images every model is scored and timed on."""
+
+    images: np.ndarray  # (N, H, W[, C]) uint8
+    labels: np.ndarray  # (N,) int64
+    class_names: tuple[str, ...]
+    source: str  # where the images came from
+    sha256: dict[str, str]
+    split: str  # "the official test set", "the run's test split", ...
+
+
+def evaluation_set(cfg: BenchConfig, tflites: list[ModelFile]) -> EvalSet:
+    """Fashion-MNIST's official test set, or for a run on its own data (--data) that run's
+    test split, or its validation split when it has none."""
+    from fmnist_edge.dataset.files import load_split
+    from fmnist_edge.dataset.prepare import prepare, run_spec
+
+    record = RunDir(cfg.run_dir).record() if cfg.run_dir is not None else None
+    spec = run_spec(record, cfg.data_dir)
+    if spec.path is None:
+        own = [m for m in tflites if m.metadata and m.metadata.get("dataset")]
+        if own:
+            raise UsageError(
+                f"{own[0].path}: a model of its own data; benchmark it with its run directory "
+                "(fmnist-bench RUN), whose record names the data"
+            )
+        split = load_split("test", cfg.data_dir)
+        labels = split.labels.astype(np.int64)
+        where = "the full official test set"
+        return EvalSet(split.images, labels, CLASS_NAMES, str(split.source), split.sha256, where)
+    data = prepare(spec, report=False)
+    name, held = ("test", data.test) if data.test is not None else ("validation", data.val)
+    d = data.dataset
+    sha = {**d.sha256, **({"content": d.content_sha256} if d.content_sha256 else {})}
+    return EvalSet(
+        np.asarray(held.images),
+        np.asarray(held.labels, np.int64),
+        d.class_names,
+        d.source,
+        sha,
+        f"the run's {name} split",
+    )
 
 
 def input_dtype(m: ModelFile) -> str | None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fmnist_edge.common.labels import CLASS_NAMES
-
 
 def _f(x: Any, spec: str = ".2f", none: str = "-") -> str:
     return none if x is None else format(x, spec)
@@ -112,7 +110,7 @@ def _accuracy_sections(report: dict[str, Any]) -> list[str]:
     if ref:
         out += [f"Drops and agreement are against `{ref}`. Per-class accuracy (recall), in %:", ""]
     rows = []
-    for name in CLASS_NAMES:
+    for name in next(iter(acc.values()))["per_class"]:  # the model's classes, in order
         cells = [name]
         for f in fmts:
             cell = _pct(acc[f]["per_class"][name])

@@ -90,8 +90,10 @@ def pareto(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def confusion_diff(diff: np.ndarray, path: Path, title: str) -> Path:
-    """A (10, 10) confusion-matrix difference (rows true, columns predicted), red = more."""
+def confusion_diff(
+    diff: np.ndarray, path: Path, title: str, class_names: Sequence[str] = CLASS_NAMES
+) -> Path:
+    """A (K, K) confusion-matrix difference (rows true, columns predicted), red = more."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 6))
     lim = max(int(np.abs(diff).max()), 1)
@@ -99,8 +101,8 @@ def confusion_diff(diff: np.ndarray, path: Path, title: str) -> Path:
     for (i, j), v in np.ndenumerate(diff):
         if v:
             ax.text(j, i, f"{v:+d}", ha="center", va="center", fontsize=7)
-    ax.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES, fontsize=8)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(class_names)), class_names, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -137,6 +139,7 @@ def changed_grid(
     after: np.ndarray,
     path: Path,
     title: str,
+    class_names: Sequence[str] = CLASS_NAMES,
 ) -> Path:
     """Images whose prediction changed: 'true / reference -> new' above each, in a grid."""
     plt = _pyplot()
@@ -147,10 +150,12 @@ def changed_grid(
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, y, b, a in zip(axes.flat, images, labels, before, after, strict=False):
-        ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+        img = np.asarray(img)
+        ax.imshow(img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img, cmap="gray",
+                  vmin=0, vmax=255)
         colour = "green" if a == y else "red" if b == y else "black"
         ax.set_title(
-            f"{CLASS_NAMES[y]}\n{CLASS_NAMES[b]} -> {CLASS_NAMES[a]}", fontsize=7, color=colour
+            f"{class_names[y]}\n{class_names[b]} -> {class_names[a]}", fontsize=7, color=colour
         )
     if n == 0:
         axes.flat[0].text(0.5, 0.5, "no prediction changed", ha="center", va="center")
@@ -188,13 +193,14 @@ def write_plots(
             continue
         title = f"Confusion matrix: {label} minus {reference} (rows true, columns predicted)"
         path = out_dir / f"confusion_diff_{slug(label)}.png"
-        written.append(confusion_diff(cmp.confusion_diff, path, title).name)
+        names = evals[label].class_names
+        written.append(confusion_diff(cmp.confusion_diff, path, title, names).name)
         pick = np.sort(rng.permutation(cmp.changed.size)[: cfg.changed_samples])
         idx, ev = cmp.changed[pick], evals[label]
         title = f"{label}: {cmp.changed.size} of {ev.n} predictions changed against {reference}"
         path = out_dir / f"changed_{slug(label)}.png"
         grid = changed_grid(
-            images[idx], ev.labels[idx], cmp.changed_from[pick], ev.preds[idx], path, title
+            images[idx], ev.labels[idx], cmp.changed_from[pick], ev.preds[idx], path, title, names
         )
         written.append(grid.name)
     return written

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from fmnist_edge.common.errors import ModelError, RuntimeUnavailable
-from fmnist_edge.dataset.files import load_split
 
 from . import accuracy, coldstart, latency, litert_tool, machine, markdown, report, runtimes
 from .config import RUNTIMES, BenchConfig
@@ -28,6 +27,7 @@ from .inputs import (
     ModelFile,
     describe_keras,
     describe_tflite,
+    evaluation_set,
     export_missing,
     find_models,
     format_order,
@@ -250,9 +250,10 @@ def run_benchmark(cfg: BenchConfig, progress: ProgressFactory = Silent) -> Repor
     out_dir.mkdir(parents=True, exist_ok=True)
     load_at_start = machine.load_average()
 
-    split = load_split("test", cfg.data_dir)
-    ids = _subset(len(split.labels), cfg)
-    images, labels = split.images[ids], split.labels[ids].astype(np.int64)
+    evalset = evaluation_set(cfg, ms.tflite)
+    ids = _subset(len(evalset.labels), cfg)
+    images, labels = evalset.images[ids], evalset.labels[ids]
+    names = evalset.class_names
     image = images[0]  # the batch-1 latency input: a real test image
 
     # accuracy: the Keras reference (batched predict), then each .tflite through edge_runtime
@@ -265,7 +266,7 @@ def run_benchmark(cfg: BenchConfig, progress: ProgressFactory = Silent) -> Repor
             keras_model = load_keras(ms.keras.path)
         with progress("keras accuracy (batched predict)", len(images)) as bar:
             evals["keras"] = evaluate_keras(
-                keras_model, images, labels, cfg.keras_batch, bar.update
+                keras_model, images, labels, cfg.keras_batch, bar.update, names
             )
     for m, label in zip(ms.tflite, ms.labels, strict=True):
         with progress(f"{label} accuracy", len(images)) as bar:
@@ -301,9 +302,9 @@ def run_benchmark(cfg: BenchConfig, progress: ProgressFactory = Silent) -> Repor
     all_models = ([ms.keras] if ms.keras else []) + ms.tflite
     all_labels = (["keras"] if ms.keras else []) + ms.labels
     subset = (
-        "the full official test set"
-        if len(ids) == len(split.labels)
-        else f"--quick: {len(ids)} random test images, seed {cfg.seed}"
+        evalset.split
+        if len(ids) == len(evalset.labels)
+        else f"--quick: {len(ids)} random images of {evalset.split}, seed {cfg.seed}"
     )
     data = {
         "format": report.FORMAT,
@@ -317,10 +318,11 @@ def run_benchmark(cfg: BenchConfig, progress: ProgressFactory = Silent) -> Repor
             for i in infos.values()
         ],
         "data": {
-            "source": str(split.source),
-            "sha256": split.sha256,
+            "source": evalset.source,
+            "sha256": evalset.sha256,
             "images": int(len(ids)),
             "subset": subset,
+            "class_names": list(names),
         },
         "models": [
             {

@@ -112,11 +112,15 @@ def interpreter(runtime: str, model_path: Path, threads: int | None) -> Any:
 
 
 def input_tensor(detail: dict[str, Any], image: np.ndarray, scale: float, offset: float):
-    """One (28, 28) uint8 image as the interpreter's input tensor, from its own details:
-    x = pixel * scale + offset, then quantized with the tensor's own scale and zero point."""
+    """One (H, W[, C]) uint8 image as the interpreter's input tensor, from its own details:
+    x = pixel * scale + offset, then quantized with the tensor's own scale and zero point. A
+    gray image meets an RGB input (a MediaPipe variant) as its gray repeated three times."""
     spec = TensorSpec.from_details(detail)
-    x = image.astype(np.float32).reshape(spec.shape) * np.float32(scale) + np.float32(offset)
-    return spec.quantize(x)  # (1, 28, 28, 1) in the input dtype
+    pixels = np.asarray(image)
+    if spec.shape[-1] == 3 and (pixels.ndim == 2 or pixels.shape[-1] == 1):
+        pixels = np.repeat(pixels.reshape(*pixels.shape[:2], 1), 3, axis=2)
+    x = pixels.astype(np.float32).reshape(spec.shape) * np.float32(scale) + np.float32(offset)
+    return spec.quantize(x)  # (1, H, W, C) in the input dtype
 
 
 def interpreter_call(interp: Any, image: np.ndarray, scale: float, offset: float) -> Callable:
@@ -137,8 +141,9 @@ def interpreter_call(interp: Any, image: np.ndarray, scale: float, offset: float
 
 
 def keras_call(model: Any, image: np.ndarray) -> Callable:
-    """Batch-1 ``model.predict`` as the notebook calls it: pixel / 255, (1, 28, 28, 1)."""
-    x = image.astype(np.float32).reshape(1, 28, 28, 1) / 255.0
+    """Batch-1 ``model.predict`` as the notebook calls it: pixel / 255, (1, H, W, C)."""
+    x = image.astype(np.float32)[None] / 255.0
+    x = x[..., None] if x.ndim == 3 else x  # a gray (H, W) image: its channel axis
 
     def call() -> np.ndarray:
         return model.predict(x, verbose=0)

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from fmnist_edge.common.errors import ImageError
 
-from .checks import check_mode, check_top_k
+from .checks import check_top_k
 from .classifier import Classifier, Prediction
-from .preprocess import to_array
 
 # What a directory listing counts as an image (explicitly named files are opened whatever
 # their name: Pillow identifies the format from the content).
@@ -96,7 +95,7 @@ def classify_inputs(
 ) -> Iterator[Outcome]:
     """Outcomes for every image the arguments name, in order, streamed chunk by chunk. A bad
     input becomes an error Outcome; the others are still classified."""
-    check_mode(mode)
+    mode = clf.resolve_mode(mode)  # photo and auto are Fashion-MNIST's: raw for other models
     check_top_k(top_k)
     pending: list[tuple[str, object]] = []
 
@@ -111,7 +110,7 @@ def classify_inputs(
     for item in expand_inputs(args):
         if item.ok:
             try:
-                pending.append((item.path, to_array(item.path, mode)))
+                pending.append((item.path, clf.to_array(item.path, mode)))
             except ImageError as exc:
                 item = Outcome(item.path, error=str(exc))
         if not item.ok:

@@ -22,7 +22,7 @@ from fmnist_edge.common.errors import ModelError
 from fmnist_edge.common.labels import CLASS_NAMES
 from fmnist_edge.common.pixels import PIXEL_OFFSET, PIXEL_SCALE
 
-from .metadata import METADATA_NAME, metadata_entries
+from .metadata import METADATA_NAME, metadata_entries, write_entry
 
 FORMAT = "fmnist-edge/2"  # 2: input size and colour, dataset; 1: Fashion-MNIST implied
 FORMATS = ("fmnist-edge/1", FORMAT)
@@ -147,6 +147,11 @@ class ModelRecord:
 
     def to_json(self) -> bytes:
         return json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+
+    def write_into(self, model: bytes) -> bytes:
+        """A copy of the .tflite ``model`` carrying this record (replacing any earlier one).
+        Needs ai-edge-litert's schema and flatbuffers: export time only."""
+        return write_entry(model, METADATA_NAME, self.to_json())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], name: str = "<model>") -> ModelRecord:

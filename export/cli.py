@@ -19,7 +19,7 @@ from fmnist_edge.common.cli import (
 )
 from fmnist_edge.common.nativelog import native_stderr_captured
 
-from .config import INT8_IO, MODES, TARGETS, ExportConfig
+from .config import CALIBRATION_SAMPLES, INT8_IO, MODES, TARGETS, ExportConfig
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -64,9 +64,9 @@ from .config import INT8_IO, MODES, TARGETS, ExportConfig
 @click.option(
     "--calibration-samples",
     type=int,
-    default=500,
-    show_default=True,
-    help="Representative images for int8, stratified by class, from the training split.",
+    default=None,
+    help="Representative images for int8, stratified by class, from the images the run "
+    f"trained on [default: {CALIBRATION_SAMPLES}, or all of a smaller set].",
 )
 @click.option(
     "--validate-samples",

@@ -14,6 +14,7 @@ MODES = ("float32", "float16", "int8", "dynamic")  # --quantize choices, in "all
 INT8_IO = ("int8", "uint8", "float32")  # --int8-io choices: the int8 model's I/O tensor dtype
 TARGETS = ("mediapipe",)  # --target choices: a second file per mode, for another consumer
 VAL_FRACTION, SPLIT_SEED = 0.2, 42  # the notebook's train/validation split (see data.py)
+CALIBRATION_SAMPLES = 500  # int8 calibration images when --calibration-samples is not given
 
 
 def parse_modes(names: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -47,7 +48,9 @@ class ExportConfig:
     keep_softmax: bool = False  # keep the final softmax in the file (default: output the logits)
     targets: tuple[str, ...] = ()  # "mediapipe": also {name}-mediapipe.tflite, RGB in, softmax out
     out: Path | None = None  # a .tflite file (one mode only) or a folder; None: beside the model
-    calibration_samples: int = 500  # representative images, stratified by class, train part
+    # representative images for int8, stratified by class, from the images the run trained on;
+    # None: 500, or every training image of a smaller set (a number given is taken exactly)
+    calibration_samples: int | None = None
     validate_samples: int | None = None  # held-out images to score (holdout.py); None: all
     max_drop: float | None = None  # fail, keeping no file, when accuracy drops more (pp)
     force: bool = False  # overwrite existing .tflite files
@@ -78,7 +81,7 @@ class ExportConfig:
                 f"--int8-io {self.int8_io} applies to int8 models only "
                 f"(--quantize {','.join(self.modes)} has none)"
             )
-        if self.calibration_samples < NUM_CLASSES:
+        if self.calibration_samples is not None and self.calibration_samples < NUM_CLASSES:
             raise UsageError(
                 f"--calibration-samples must be >= {NUM_CLASSES} (at least one image per class)"
             )

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_edge.common.labels import IMAGE_SHAPE, NUM_CLASSES
+from fmnist_edge.common.labels import IMAGE_SHAPE
 from fmnist_edge.common.nativelog import native_stderr_captured
 from fmnist_edge.common.pixels import PIXEL_OFFSET, PIXEL_SCALE, to_model_input
 
@@ -26,20 +26,25 @@ NORMALIZATION = {
 }
 
 
-def calibration_indices(labels: np.ndarray, pool: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """``n`` indices from ``pool`` (the train part of the split, never test or validation),
-    stratified by class: n // 10 per class, the remainder spread over randomly chosen classes.
-    Seeded, and in a shuffled order so no converter sees the classes in blocks."""
+def calibration_indices(
+    labels: np.ndarray, num_classes: int, n: int, seed: int, strict: bool = True
+) -> np.ndarray:
+    """``n`` indices of the training images (never test or validation) whose ``labels`` are
+    given, stratified by class: n // classes per class, the remainder spread over randomly
+    chosen classes. A class with fewer images is a ValueError when ``strict``, else it gives
+    all it has (a small set: fewer than ``n`` in all). Seeded, and in a shuffled order so no
+    converter sees the classes in blocks."""
     rng = np.random.default_rng(seed)
-    per_class = np.full(NUM_CLASSES, n // NUM_CLASSES)
-    per_class[rng.choice(NUM_CLASSES, n % NUM_CLASSES, replace=False)] += 1
-    pool = np.asarray(pool)
+    per_class = np.full(num_classes, n // num_classes)
+    per_class[rng.choice(num_classes, n % num_classes, replace=False)] += 1
+    labels = np.asarray(labels)
+    pool = np.arange(len(labels))
     picked = []
     for cls, k in enumerate(per_class):
         members = pool[labels[pool] == cls]
-        if k > len(members):
+        if k > len(members) and strict:
             raise ValueError(f"class {cls} has only {len(members)} training images, {k} asked for")
-        picked.append(rng.choice(members, k, replace=False))
+        picked.append(rng.choice(members, min(k, len(members)), replace=False))
     out = np.concatenate(picked)
     rng.shuffle(out)
     return out
@@ -85,7 +90,7 @@ def convert(
 
     float32: as is. float16: float16 weights, float32 I/O. dynamic: int8 weights, float
     activations. int8: full-integer post-training quantization (every op TFLITE_BUILTINS_INT8,
-    per-channel weights, the converter's default), calibrated on ``calibration``, (N, 28, 28)
+    per-channel weights, the converter's default), calibrated on ``calibration``, (N, H, W[, C])
     uint8 images, with ``int8_io`` input and output tensors (int8, uint8 or float32).
     """
     with native_stderr_captured():
@@ -104,7 +109,7 @@ def convert(
 
         def representative_dataset():
             for i in range(len(x)):
-                yield [x[i : i + 1]]  # (1, 28, 28, 1) float32, the model's own input
+                yield [x[i : i + 1]]  # (1, H, W, C) float32, the model's own input
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative_dataset

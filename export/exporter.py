@@ -21,10 +21,9 @@ import numpy as np
 from fmnist_edge.common.errors import QualityError, UsageError
 from fmnist_edge.common.fileio import atomic_path, atomic_write_bytes
 from fmnist_edge.common.kerasfile import load_keras
-from fmnist_edge.common.labels import IMAGE_SHAPE
-from fmnist_edge.edge_runtime.metadata import write_metadata
+from fmnist_edge.edge_runtime.record import ModelRecord
 
-from .config import ExportConfig, variant_name
+from .config import CALIBRATION_SAMPLES, ExportConfig, variant_name
 from .convert import calibration_indices, convert, io_quantization, without_softmax
 from .holdout import Holdout, load_export_data
 from .mediapipe_model import mediapipe_model
@@ -68,7 +67,7 @@ class ExportResult:
     convert_seconds: float  # TFLiteConverter.convert() alone
     validation: Validation
     passed: bool  # within --max-drop (always True without one)
-    metadata: dict[str, Any] = field(repr=False, default_factory=dict)
+    metadata: ModelRecord | None = field(repr=False, default=None)
     derived: tuple[DerivedFile, ...] = ()  # --target files made from this one
 
     def line(self) -> str:
@@ -141,11 +140,10 @@ def export(
     derived = {m: mediapipe_path(p) for m, p in targets.items() if "mediapipe" in cfg.targets}
     _prepare_targets([*targets.values(), *derived.values()], cfg.force)  # before minutes of work
     log.info("loading %s", model_path)
-    model = load_keras(model_path)
-    check_classifier(model, model_path)
-    logits_model = None if cfg.keep_softmax else without_softmax(model)
-
     data = load_export_data(metrics, cfg.data_dir, cfg.validate_samples)
+    model = load_keras(model_path)
+    check_classifier(model, model_path, data.dataset)
+    logits_model = None if cfg.keep_softmax else without_softmax(model)
     held = data.holdout
     log.info(
         "scoring %s images of the %s with the Keras model", f"{len(held.labels):,}", held.split
@@ -154,18 +152,24 @@ def export(
     holdout = _Holdout(held.images, held.labels, held.split, proba)
     calibration = None
     if "int8" in cfg.modes:  # from the images the run trained on: never held-out, never test
+        asked = cfg.calibration_samples
         try:
             picked = calibration_indices(
-                data.train_labels, data.trained_on, cfg.calibration_samples, cfg.seed
+                data.train.labels,
+                data.dataset.num_classes,
+                asked or CALIBRATION_SAMPLES,
+                cfg.seed,
+                strict=asked is not None,
             )
         except ValueError as exc:
-            raise UsageError(f"--calibration-samples {cfg.calibration_samples}: {exc}") from None
-        calibration = data.train_images[picked]
+            raise UsageError(f"--calibration-samples {asked}: {exc}") from None
+        if len(picked) < CALIBRATION_SAMPLES and asked is None:
+            log.info("calibrating on all %d training images (fewer than 500)", len(picked))
+        calibration = np.asarray(data.train.images[picked])
 
-    data_sha = {**((metrics or {}).get("data") or {}).get("sha256", {}), **data.sha256}
     arch = str((metrics or {}).get("arch") or getattr(model, "name", None) or model_path.stem)
     base = base_record(
-        cfg, model_path, metrics, arch, data_sha, holdout.float_proba, logits_model is not None
+        cfg, model_path, metrics, arch, data, holdout.float_proba, logits_model is not None
     )
     net = model if logits_model is None else logits_model  # validated against ``model``
     results, rejected = [], []
@@ -204,15 +208,17 @@ def _export_one(
     log.info("%s: converting%s", variant, calibrating)
     raw, seconds = convert(model, mode, calibration if mode == "int8" else None, cfg.int8_io)
     log.info("%s: validating on %s images", variant, f"{len(holdout.labels):,}")
-    meta = mode_record(base, cfg, mode, io_quantization(raw), seconds)
+    shape = holdout.images.shape[1:]
+    used = len(calibration) if calibration is not None else None
+    meta = mode_record(base, cfg, mode, io_quantization(raw, shape), seconds, used)
     try:
         with atomic_path(target) as candidate:  # removed unless the block succeeds
-            candidate.write_bytes(write_metadata(raw, meta))
+            candidate.write_bytes(meta.write_into(raw))
             proba = tflite_proba(candidate, holdout.images, cfg.threads)
             validation = compare(holdout.float_proba, proba, holdout.labels)
-            meta["validation"] = validation_record(validation, holdout.split)
+            meta = meta.replace(validation=validation_record(validation, holdout.split))
             # the standard metadata last: re-serializing the model would drop its labels zip
-            data = write_standard_metadata(write_metadata(raw, meta), meta)
+            data = write_standard_metadata(meta.write_into(raw), meta)
             passed = cfg.max_drop is None or validation.drop_pp <= cfg.max_drop
             if not passed:
                 raise _Rejected
@@ -246,8 +252,8 @@ def _export_mediapipe(
 ) -> DerivedFile:
     """``source``'s MediaPipe variant (mediapipe_model.py), scored on the same images, and
     written only if its top-1 accuracy is that of ``source`` (``reference``: its outputs)."""
-    graph = mediapipe_model(raw, meta["output"]["values"] == "logits", str(source))
-    rgb_shape = (*IMAGE_SHAPE[:2], 3)
+    graph = mediapipe_model(raw, meta.output_values == "logits", str(source))
+    rgb_shape = (*holdout.images.shape[1:3], 3)
     mp_meta = mediapipe_record(meta, io_quantization(graph, rgb_shape), source.name)
     with atomic_path(target) as candidate:  # removed unless the block succeeds
         candidate.write_bytes(graph)
@@ -259,7 +265,7 @@ def _export_mediapipe(
                 f"{source.name}'s {100 * check['reference_accuracy']:.2f}% (within "
                 f"{MEDIAPIPE_TOLERANCE_PP} pp); no file written"
             )
-        mp_meta["validation"] = check
-        data = write_standard_metadata(write_metadata(graph, mp_meta), mp_meta)
+        mp_meta = mp_meta.replace(validation=check)
+        data = write_standard_metadata(mp_meta.write_into(graph), mp_meta)
         atomic_write_bytes(candidate, data)
     return DerivedFile("mediapipe", target, len(data), check)

@@ -24,12 +24,13 @@ from fmnist_edge.common.pixels import PIXEL_SCALE
 # (0.299, 0.587, 0.114), and summing to exactly 1, so that a gray pixel comes out unchanged.
 LUMA_CODES, LUMA_DENOMINATOR = (64, 125, 24), 213
 MIN_RUNTIME = (1, 14, 0)  # int8 CONV_2D (version 3) and DEQUANTIZE (version 2) need TFLite 1.14
-_GRAY_ZERO_POINT = -128  # the int8 gray image holds pixel - 128, at scale 1/255
+_ZERO_POINT = -128  # the int8 image holds pixel - 128, at scale 1/255
 
 
 def mediapipe_model(tflite: bytes, logits: bool, name: str = "<model>") -> bytes:
-    """``tflite`` (a (1, 28, 28, 1) classifier of pixel / 255) behind a (1, 28, 28, 3) uint8
-    RGB input, its output turned into float32 probabilities (softmax applied when ``logits``).
+    """``tflite`` (a (1, H, W, 1 or 3) classifier of pixel / 255) behind a (1, H, W, 3) uint8
+    RGB input (made gray inside for a gray model), its output turned into float32
+    probabilities (softmax applied when ``logits``).
     Needs ai-edge-litert's schema and flatbuffers: export time only."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
@@ -42,34 +43,22 @@ def mediapipe_model(tflite: bytes, logits: bool, name: str = "<model>") -> bytes
         raise ModelError(f"{name}: {len(graph.g.inputs)} inputs, {len(graph.g.outputs)} outputs")
     (old_in,), (old_out,) = graph.g.inputs, graph.g.outputs
     original = graph.g.tensors[old_in]
-    if list(original.shape)[-1] != 1 or len(original.shape) != 4:
-        raise ModelError(f"{name}: input shape {list(original.shape)} is not (1, H, W, 1)")
+    channels = list(original.shape)[-1]
+    if len(original.shape) != 4 or channels not in (1, 3):
+        raise ModelError(f"{name}: input shape {list(original.shape)} is not (1, H, W, 1 or 3)")
     types = schema.TensorType
     scale = float(np.float32(PIXEL_SCALE))
     rgb = graph.tensor("image", types.UINT8, original, 3, (scale, 0))
-    rgb_i8 = graph.tensor("image_int8", types.INT8, original, 3, (scale, _GRAY_ZERO_POINT))
-    weights = graph.constant(
-        "luma_weights",
-        types.INT8,
-        [1, 1, 1, 3],
-        np.array(LUMA_CODES, np.int8),
-        1 / LUMA_DENOMINATOR,
-    )
-    bias = graph.constant(
-        "luma_bias", types.INT32, [1], np.zeros(1, np.int32), scale / LUMA_DENOMINATOR
-    )
-    same = original.type == types.INT8 and _quant(original) == (scale, _GRAY_ZERO_POINT)
-    gray = (
-        old_in if same else graph.tensor("gray", types.INT8, original, 1, (scale, _GRAY_ZERO_POINT))
-    )
-    front = [graph.op("QUANTIZE", 1, [rgb], [rgb_i8])]
-    conv = schema.Conv2DOptionsT()
-    conv.padding, conv.strideW, conv.strideH = schema.Padding.VALID, 1, 1
-    conv.dilationWFactor = conv.dilationHFactor = 1
-    front.append(graph.op("CONV_2D", 3, [rgb_i8, weights, bias], [gray], "Conv2DOptions", conv))
+    same = original.type == types.INT8 and _quant(original) == (scale, _ZERO_POINT)
+    if channels == 3:  # an RGB model: only the uint8 -> int8 step in front
+        quant = (scale, _ZERO_POINT)
+        int8 = old_in if same else graph.tensor("image_int8", types.INT8, original, 3, quant)
+        front = [graph.op("QUANTIZE", 1, [rgb], [int8])]
+    else:
+        front, int8 = _luma(graph, schema, rgb, original, old_in if same else None, scale)
     if not same:  # into the original input's own type and quantization
         into = ("DEQUANTIZE", 2) if original.type == types.FLOAT32 else ("QUANTIZE", 1)
-        front.append(graph.op(*into, [gray], [old_in]))
+        front.append(graph.op(*into, [int8], [old_in]))
     back, out = [], old_out
     if graph.g.tensors[out].type in (types.INT8, types.UINT8):
         version = 2 if graph.g.tensors[out].type == types.INT8 else 1
@@ -92,6 +81,35 @@ def mediapipe_model(tflite: bytes, logits: bool, name: str = "<model>") -> bytes
     builder = flatbuffers.Builder(len(tflite) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
+
+
+def _luma(
+    graph: _Graph, schema: Any, rgb: int, like: Any, gray: int | None, scale: float
+) -> tuple[list, int]:
+    """QUANTIZE (uint8 -> int8 RGB) and a fixed 1x1 CONV_2D taking ITU-R 601 luma into
+    ``gray`` (int8, pixel - 128; a new tensor when None): the ops and the gray tensor."""
+    types = schema.TensorType
+    rgb_i8 = graph.tensor("image_int8", types.INT8, like, 3, (scale, _ZERO_POINT))
+    weights = graph.constant(
+        "luma_weights",
+        types.INT8,
+        [1, 1, 1, 3],
+        np.array(LUMA_CODES, np.int8),
+        1 / LUMA_DENOMINATOR,
+    )
+    bias = graph.constant(
+        "luma_bias", types.INT32, [1], np.zeros(1, np.int32), scale / LUMA_DENOMINATOR
+    )
+    if gray is None:
+        gray = graph.tensor("gray", types.INT8, like, 1, (scale, _ZERO_POINT))
+    conv = schema.Conv2DOptionsT()
+    conv.padding, conv.strideW, conv.strideH = schema.Padding.VALID, 1, 1
+    conv.dilationWFactor = conv.dilationHFactor = 1
+    ops = [
+        graph.op("QUANTIZE", 1, [rgb], [rgb_i8]),
+        graph.op("CONV_2D", 3, [rgb_i8, weights, bias], [gray], "Conv2DOptions", conv),
+    ]
+    return ops, gray
 
 
 def _quant(tensor: Any) -> tuple[float, int] | None:

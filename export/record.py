@@ -3,6 +3,7 @@ runtime needs to use the file correctly, and where the file came from."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import platform
@@ -13,10 +14,11 @@ from typing import Any
 import numpy as np
 
 from fmnist_edge import __version__ as fmnist_edge_version
-from fmnist_edge.common.labels import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
+from fmnist_edge.edge_runtime.record import FASHION_MNIST_POLARITY, InputSpec, ModelRecord
 
 from .config import ExportConfig
 from .convert import NORMALIZATION
+from .holdout import ExportData
 from .mediapipe_model import LUMA_CODES, LUMA_DENOMINATOR
 from .validate import Validation
 
@@ -61,69 +63,67 @@ def base_record(
     model_path: Path,
     metrics: dict[str, Any] | None,
     arch: str,
-    data_sha256: dict[str, str],
+    data: ExportData,
     float_proba: np.ndarray,
     logits: bool = False,
-) -> dict[str, Any]:
+) -> ModelRecord:
     """Everything in the record that is the same for every mode. ``logits``: the file outputs
     the logits of a model whose final softmax was left out (the runtime applies it). A model
     that never had a softmax and does not output probabilities is taken to output logits too
     (trained with ``from_logits=True``)."""
     softmax = bool(np.all(float_proba >= 0) and np.allclose(float_proba.sum(axis=1), 1, atol=1e-3))
-    values = "probabilities" if softmax and not logits else "logits"
-    return {
-        "class_names": list(CLASS_NAMES),
-        "input": {
-            "shape": [1, *IMAGE_SHAPE],
-            "layout": "NHWC",
-            "color": "grayscale",
-            "polarity": "light object on dark background",
-        },
-        "output": {
-            "shape": [1, NUM_CLASSES],
-            "values": values,  # in class_names order; "logits": apply softmax to get probabilities
-        },
-        "normalization": dict(NORMALIZATION),
-        "provenance": {
+    dataset = data.dataset
+    polarity = FASHION_MNIST_POLARITY if dataset.is_fashion_mnist else None
+    data_sha = {**((metrics or {}).get("data") or {}).get("sha256", {}), **dataset.sha256}
+    return ModelRecord(
+        class_names=dataset.class_names,
+        input=InputSpec(*dataset.image_size, dataset.color, polarity),
+        output_values="probabilities" if softmax and not logits else "logits",
+        normalization_scale=NORMALIZATION["scale"],
+        normalization_offset=NORMALIZATION["offset"],
+        provenance={
             "arch": arch,
             "source_model": model_path.name,
             "source_sha256": sha256_file(model_path),
             **_training(metrics),
-            "data_sha256": data_sha256,
+            "data_sha256": data_sha,
             "versions": versions(),
             "export_config": cfg.to_dict(),
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         },
-    }
+        dataset=None if dataset.is_fashion_mnist else dataset.describe(),
+    )
 
 
 def mode_record(
-    base: dict[str, Any],
+    base: ModelRecord,
     cfg: ExportConfig,
     mode: str,
     io_quantization: dict[str, Any],
     convert_seconds: float,
-) -> dict[str, Any]:
+    calibration_samples: int | None = None,
+) -> ModelRecord:
     """``base`` completed for one mode: its quantization (I/O tensors as the interpreter reports
-    them) and its calibration."""
+    them) and its calibration (``calibration_samples``: the images it used)."""
     int8 = mode == "int8"
-    return {
-        **base,
-        "quantization": {
+    return base.replace(
+        quantization={
             "mode": mode,
             "weights": WEIGHTS[mode],
             **({"io_dtype": cfg.int8_io} if int8 else {}),
             **io_quantization,
         },
-        "provenance": {
-            **base["provenance"],
+        provenance={
+            **base.provenance,
             "mode": mode,
-            "calibration_samples": cfg.calibration_samples if int8 else None,
+            "calibration_samples": calibration_samples if int8 else None,
             "calibration_seed": cfg.seed if int8 else None,
-            "calibration_source": "train split, train part, stratified by class" if int8 else None,
+            "calibration_source": "the run's training images, stratified by class"
+            if int8
+            else None,
             "convert_seconds": round(convert_seconds, 3),
         },
-    }
+    )
 
 
 def validation_record(validation: Validation, split: str) -> dict[str, Any]:
@@ -132,24 +132,22 @@ def validation_record(validation: Validation, split: str) -> dict[str, Any]:
 
 
 def mediapipe_record(
-    meta: dict[str, Any], io_quantization: dict[str, Any], source: str
-) -> dict[str, Any]:
-    """The record of ``source``'s MediaPipe variant (export/mediapipe_model.py): RGB uint8 in,
-    converted to gray inside, float32 probabilities out; everything else as ``source``'s."""
-    return {
-        **meta,
-        "input": {
-            **meta["input"],
-            "shape": [1, *IMAGE_SHAPE[:2], 3],
-            "color": "rgb",
-            "grayscale": "inside the model: ITU-R 601 luma, ({} R + {} G + {} B) / {}".format(
-                *LUMA_CODES, LUMA_DENOMINATOR
-            ),
-        },
-        "output": {**meta["output"], "values": "probabilities"},
-        "quantization": {**meta["quantization"], **io_quantization},
-        "provenance": {**meta["provenance"], "target": "mediapipe", "derived_from": source},
-    }
+    meta: ModelRecord, io_quantization: dict[str, Any], source: str
+) -> ModelRecord:
+    """The record of ``source``'s MediaPipe variant (export/mediapipe_model.py): RGB uint8 in
+    (converted to gray inside for a gray model), float32 probabilities out; everything else as
+    ``source``'s."""
+    inside = None
+    if meta.input.color == "grayscale":
+        inside = "inside the model: ITU-R 601 luma, ({} R + {} G + {} B) / {}".format(
+            *LUMA_CODES, LUMA_DENOMINATOR
+        )
+    return meta.replace(
+        input=dataclasses.replace(meta.input, color="rgb", grayscale=inside),
+        output_values="probabilities",
+        quantization={**meta.quantization, **io_quantization},
+        provenance={**meta.provenance, "target": "mediapipe", "derived_from": source},
+    )
 
 
 def agreement_record(

@@ -14,9 +14,10 @@ from typing import Any
 
 from fmnist_edge.common.errors import ModelError
 from fmnist_edge.common.kerasfile import KERAS_SUFFIXES
-from fmnist_edge.common.labels import IMAGE_SHAPE, NUM_CLASSES
+from fmnist_edge.common.rundir import RunDir
+from fmnist_edge.dataset.images import Dataset
 
-RUN_MODEL, RUN_METRICS, RUN_STATE = "model.keras", "metrics.json", "state.json"
+RUN_MODEL, RUN_METRICS, RUN_STATE = RunDir.MODEL, RunDir.METRICS, RunDir.STATE
 log = logging.getLogger("fmnist.export")
 
 
@@ -70,20 +71,22 @@ def _shapes(tensors: list[Any]) -> str:
     return ", ".join(str(tuple(t.shape)) for t in tensors) or "nothing"
 
 
-def check_classifier(model: Any, path: Path) -> None:
-    """ModelError unless ``model`` maps (N, 28, 28, 1) to (N, 10)."""
+def check_classifier(model: Any, path: Path, dataset: Dataset) -> None:
+    """ModelError unless ``model`` maps the data's images, (N, H, W, C), to its classes."""
     try:
         inputs, outputs = list(model.inputs), list(model.outputs)
     except (AttributeError, ValueError):
         raise ModelError(f"{path}: the model has no defined input shape") from None
+    image = (*dataset.image_size, dataset.channels)
     ok = (
         len(inputs) == 1
-        and tuple(inputs[0].shape[1:]) == IMAGE_SHAPE
+        and tuple(inputs[0].shape[1:]) == image
         and len(outputs) == 1
-        and tuple(outputs[0].shape[1:]) == (NUM_CLASSES,)
+        and tuple(outputs[0].shape[1:]) == (dataset.num_classes,)
     )
     if not ok:
+        h, w, c = image
         raise ModelError(
-            f"{path}: takes {_shapes(inputs)} and returns {_shapes(outputs)}; "
-            f"fmnist-export needs a 28x28x1 classifier, (None, 28, 28, 1) -> (None, {NUM_CLASSES})"
+            f"{path}: takes {_shapes(inputs)} and returns {_shapes(outputs)}; its data "
+            f"({dataset.source}) needs (None, {h}, {w}, {c}) -> (None, {dataset.num_classes})"
         )

@@ -18,12 +18,8 @@ from typing import Any
 import numpy as np
 
 from fmnist_edge.common.errors import ModelError
-from fmnist_edge.edge_runtime.metadata import (
-    check_tflite,
-    metadata_entries,
-    read_metadata,
-    write_entry,
-)
+from fmnist_edge.edge_runtime.metadata import check_tflite, metadata_entries, write_entry
+from fmnist_edge.edge_runtime.record import ModelRecord
 
 from .metadata_schema import SchemaError, decode, encode, min_parser_version
 
@@ -31,6 +27,7 @@ METADATA_NAME = "TFLITE_METADATA"  # the entry TFLite Support's readers look for
 LABELS_FILE = "labels.txt"
 AUTHOR = "fmnist-edge (fmnist-export)"
 LICENSE = "MIT (fmnist-edge); trained on Fashion-MNIST, MIT (Zalando Research)"
+LICENSE_OWN_DATA = "MIT (fmnist-edge); trained on the user's own images (their licence applies)"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # a fixed date: the same model gives the same bytes
 _COLOR_SPACES = {"grayscale": "GRAYSCALE", "rgb": "RGB"}
 
@@ -44,28 +41,23 @@ def _quantized(values: list[float], q: dict[str, Any]) -> list[float]:
     return [float(c) for c in codes]
 
 
-def describe(record: dict[str, Any]) -> dict[str, Any]:
+def describe(record: ModelRecord) -> dict[str, Any]:
     """The standard metadata (a ModelMetadata dict, min_parser_version aside) saying what the
     fmnist_edge ``record`` says: labels, input image and normalization, output values."""
-    prov = record.get("provenance") or {}
-    quant = record.get("quantization") or {}
-    inp, out = record.get("input") or {}, record.get("output") or {}
-    color = str(inp.get("color", "grayscale"))
-    if color not in _COLOR_SPACES:
-        raise ModelError(f"fmnist_edge record: input color {color!r} has no standard name")
-    _, height, width, _ = inp.get("shape", [1, 28, 28, 1])
-    norm = record.get("normalization") or {}
-    scale, offset = float(norm.get("scale", 1 / 255)), float(norm.get("offset", 0.0))
+    prov, quant, inp = record.provenance, record.quantization, record.input
+    color = inp.color
+    height, width = inp.size
+    scale, offset = record.normalization_scale, record.normalization_offset
     x_range = [0 * scale + offset, 255 * scale + offset]  # pixel 0 and 255, normalized
-    logits = out.get("values") == "logits"
-    names = list(record.get("class_names") or ())
-    accuracy = (record.get("validation") or {}).get("tflite_accuracy")
+    logits = record.output_values == "logits"
+    names = list(record.class_names)
+    accuracy = (record.validation or {}).get("tflite_accuracy")
     measured = f" Validation top-1 {100 * accuracy:.2f}%." if accuracy is not None else ""
-    rgb = " (converted to grayscale inside the model)" if color == "rgb" else ""
-    polarity = inp.get("polarity", "light object on dark background")
+    rgb = " (converted to grayscale inside the model)" if inp.grayscale else ""
+    polarity = f", {inp.polarity} as in Fashion-MNIST" if inp.polarity else ""
     image = {
         "name": "image",
-        "description": f"A {width}x{height} {color} image{rgb}, {polarity} as in Fashion-MNIST; "
+        "description": f"A {width}x{height} {color} image{rgb}{polarity}; "
         f"normalized as (pixel - mean) / std = pixel / {1 / scale:g}, then quantized as the "
         "tensor's scale and zero point say.",
         "content": {
@@ -102,33 +94,37 @@ def describe(record: dict[str, Any]) -> dict[str, Any]:
         lo, hi = _quantized([0.0, 1.0], quant.get("output") or {})
         scores["stats"] = {"max": [hi], "min": [lo]}
     arch, mode = prov.get("arch", "model"), quant.get("mode", "")
+    if record.is_fashion_mnist:
+        what = f"Fashion-MNIST: classifies a {width}x{height} image of one article of clothing"
+    else:
+        source = (record.dataset or {}).get("source", "the user's images")
+        what = f"Classifies a {width}x{height} {color} image (trained on {source})"
     return {
         "name": f"fmnist-edge {arch} {mode}".strip() + (" RGB" if color == "rgb" else ""),
-        "description": f"Fashion-MNIST: classifies a {width}x{height} image of one article of "
-        f"clothing into {len(names)} classes ({LABELS_FILE}).{measured}",
+        "description": f"{what} into {len(names)} classes ({LABELS_FILE}).{measured}",
         "version": f"{str(prov.get('created', ''))[:10]} {prov.get('source_model', '')} sha256 "
         f"{str(prov.get('source_sha256', ''))[:12]}".strip(),
         "subgraph_metadata": [
             {"input_tensor_metadata": [image], "output_tensor_metadata": [scores]}
         ],
         "author": AUTHOR,
-        "license": LICENSE,
+        "license": LICENSE if record.is_fashion_mnist else LICENSE_OWN_DATA,
     }
 
 
-def write_standard_metadata(model: bytes, record: dict[str, Any] | None = None) -> bytes:
+def write_standard_metadata(model: bytes, record: ModelRecord | None = None) -> bytes:
     """A copy of the .tflite ``model`` carrying the standard metadata and its labels.txt,
     derived from ``record`` (default: the model's own fmnist_edge record). Writing it again
     replaces both; the model's ops, weights and other metadata entries are kept as they are."""
     check_tflite(model)
     if record is None:
-        record = read_metadata(model)
+        record = ModelRecord.from_model(model)
         if record is None:
             raise ModelError("<model>: no fmnist_edge record to derive the standard metadata from")
     meta = describe(record)
     # As the populator does: encode, read the buffer back, compute its version, encode again.
     meta["min_parser_version"] = min_parser_version(decode(encode(meta)))
-    labels = "".join(f"{name}\n" for name in record["class_names"]).encode("utf-8")
+    labels = "".join(f"{name}\n" for name in record.class_names).encode("utf-8")
     out = io.BytesIO()
     out.write(write_entry(model, METADATA_NAME, encode(meta)))  # (drops any earlier zip)
     with zipfile.ZipFile(out, "a") as archive:  # not a zip yet: appended after the model

@@ -24,7 +24,7 @@ class Validation:
 
 
 def keras_proba(model: Any, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """(N, 28, 28) uint8 -> (N, 10) float32 from the Keras model (inference mode)."""
+    """(N, H, W[, C]) uint8 -> (N, classes) float32 from the Keras model (inference mode)."""
     x = to_model_input(images)
     # direct calls, not model.predict: no per-model tracing, which dominates small exports
     batches = [model(x[i : i + batch_size], training=False) for i in range(0, len(x), batch_size)]
@@ -34,7 +34,7 @@ def keras_proba(model: Any, images: np.ndarray, batch_size: int = 256) -> np.nda
 def tflite_proba(
     path: str | os.PathLike, images: np.ndarray, threads: int | None = None
 ) -> np.ndarray:
-    """(N, 28, 28) uint8 -> (N, 10) float32 from a .tflite file, run by edge_runtime exactly as
+    """(N, H, W[, C]) uint8 -> (N, classes) float32 from a .tflite file, run by edge_runtime as
     a Raspberry Pi would run it (its own quantization, its own normalization from metadata)."""
     from fmnist_edge.edge_runtime.classifier import Classifier
 
@@ -44,13 +44,18 @@ def tflite_proba(
 def rgb_proba(
     path: str | os.PathLike, images: np.ndarray, threads: int | None = None, batch: int = 1000
 ) -> np.ndarray:
-    """(N, 28, 28) uint8 -> (N, 10) float32 from a -mediapipe.tflite file, fed as MediaPipe
-    feeds it: the gray image repeated into R, G and B, uint8, no normalization of ours."""
+    """(N, H, W[, C]) uint8 -> (N, classes) float32 from a -mediapipe.tflite file, fed as
+    MediaPipe feeds it: RGB uint8 (a gray image repeated into R, G and B), no normalization of
+    ours."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_path=str(path), num_threads=threads)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    rgb = np.repeat(np.asarray(images, np.uint8)[..., None], 3, axis=-1)
+    rgb = np.asarray(images, np.uint8)
+    if rgb.ndim == 4 and rgb.shape[-1] == 1:
+        rgb = rgb[..., 0]
+    if rgb.ndim == 3:  # gray
+        rgb = np.repeat(rgb[..., None], 3, axis=-1)
     parts, size = [], None
     for i in range(0, len(rgb), batch):
         chunk = rgb[i : i + batch]
@@ -61,7 +66,7 @@ def rgb_proba(
         interp.set_tensor(inp["index"], chunk)
         interp.invoke()
         parts.append(np.array(interp.get_tensor(out["index"]), dtype=np.float32))
-    return np.concatenate(parts) if parts else np.zeros((0, 10), np.float32)
+    return np.concatenate(parts) if parts else np.zeros((0, out["shape"][-1]), np.float32)
 
 
 def compare(float_proba: np.ndarray, tflite_proba: np.ndarray, labels: np.ndarray) -> Validation:

@@ -80,7 +80,7 @@ def test_io_contract_read_from_the_model(classifiers, kind):
     clf = classifiers[kind]
     assert clf.input_dtype == IO_DTYPE[kind]
     assert clf.runtime.startswith("ai-edge-litert ")
-    assert clf.metadata is not None and clf.metadata["format"] == "fmnist-edge/1"
+    assert clf.metadata is not None and clf.metadata["format"] == "fmnist-edge/2"
     assert clf.class_names == CLASS_NAMES
     spec = clf.model.input
     if spec.quantized:  # pixel / 255 quantized with the model's own scale and zero point

@@ -256,7 +256,7 @@ def test_metadata_round_trip(tiny_tflite, tiny_keras, key):
     path = tiny_tflite[key]
     meta = read_metadata(path)
     inp, out = _details(path)
-    assert meta["format"] == "fmnist-edge/1"
+    assert meta["format"] == "fmnist-edge/2"
     assert meta["class_names"] == list(CLASS_NAMES)
     assert meta["input"]["shape"] == [1, 28, 28, 1]
     assert meta["input"]["layout"] == "NHWC"
@@ -349,14 +349,18 @@ def test_compare_counts():
 def test_calibration_is_stratified_seeded_and_from_the_train_part(fmnist_train):
     labels = fmnist_train.labels
     train_idx, val_idx = train_val_split(len(labels))
-    picked = calibration_indices(labels, train_idx, 503, seed=42)
+    pool = labels[train_idx]  # the labels of the images the run trained on
+    picked = train_idx[calibration_indices(pool, NUM_CLASSES, 503, seed=42)]
     assert len(picked) == len(set(picked.tolist())) == 503
     assert set(picked.tolist()) <= set(train_idx.tolist())
     assert not set(picked.tolist()) & set(val_idx.tolist())
     counts = np.bincount(labels[picked], minlength=NUM_CLASSES)
     assert counts.min() == 50 and counts.max() == 51 and counts.sum() == 503
-    np.testing.assert_array_equal(picked, calibration_indices(labels, train_idx, 503, seed=42))
-    assert not np.array_equal(picked, calibration_indices(labels, train_idx, 503, seed=1))
+    again = calibration_indices(pool, NUM_CLASSES, 503, seed=42)
+    np.testing.assert_array_equal(picked, train_idx[again])
+    assert not np.array_equal(again, calibration_indices(pool, NUM_CLASSES, 503, seed=1))
+    few = calibration_indices(np.array([0, 0, 1, 1, 1, 2]), 3, 12, seed=0, strict=False)
+    assert sorted(few.tolist()) == [0, 1, 2, 3, 4, 5]  # every image, none twice
 
 
 # --- what a file is scored on: what its run held out -------------------------------------------
@@ -386,16 +390,17 @@ def test_scored_on_what_the_run_held_out(fmnist_train, fmnist_test, config, spli
     assert held.split == split and len(held.labels) == count
     assert np.bincount(held.labels, minlength=NUM_CLASSES).sum() == count
     if config and config["val_fraction"] == 0:
-        assert len(data.trained_on) == 60000  # calibration may draw on every training image
+        assert len(data.train) == 60000  # calibration may draw on every training image
         assert sorted(np.bincount(held.labels).tolist()) == [1000] * 10  # the whole test split
-        first = int(np.flatnonzero((fmnist_test.images == held.images[0]).all(axis=(1, 2)))[0])
+        image = held.images[0][..., 0]
+        first = int(np.flatnonzero((fmnist_test.images == image).all(axis=(1, 2)))[0])
         assert fmnist_test.labels[first] == held.labels[0]
     else:
         fraction = config["val_fraction"] if config else 0.2
         seed = config["split_seed"] if config else 42
         trained, val = train_val_split(60000, fraction, seed)
-        np.testing.assert_array_equal(held.images, fmnist_train.images[val])
-        np.testing.assert_array_equal(data.trained_on, trained)
+        np.testing.assert_array_equal(held.images[..., 0], fmnist_train.images[val])
+        np.testing.assert_array_equal(data.train.labels, fmnist_train.labels[trained])
     fewer = load_export_data(None if config is None else {"config": config}, None, 300)
     assert len(fewer.holdout.labels) == 300 and fewer.holdout.split == split
 
@@ -484,7 +489,7 @@ def test_not_a_keras_model(tmp_path):
 def test_wrong_shape_model(wrong_shape_keras):
     from fmnist_edge.export.exporter import export
 
-    with pytest.raises(ModelError, match="28x28x1 classifier"):
+    with pytest.raises(ModelError, match=r"needs \(None, 28, 28, 1\) -> \(None, 10\)"):
         export(ExportConfig(wrong_shape_keras))
 
 
@@ -520,8 +525,8 @@ def test_max_drop_rejects_one_mode_and_keeps_the_others(
 ):
     """A mode whose drop exceeds --max-drop is never renamed into place (an existing file stays
     as it was), the other modes are written, and the report shows both."""
+    import fmnist_edge.dataset.prepare as prepare_module
     import fmnist_edge.export.exporter as exporter
-    import fmnist_edge.export.holdout as export_holdout
 
     # the conversion is tested above: reuse its files; float16 "drops" 25 pp, float32 nothing
     monkeypatch.setattr(
@@ -529,7 +534,7 @@ def test_max_drop_rejects_one_mode_and_keeps_the_others(
     )
     drops = iter([Validation(50, 0.75, 0.75, 0.0, 1.0), Validation(50, 0.75, 0.5, 25.0, 0.6)])
     monkeypatch.setattr(exporter, "compare", lambda *_: next(drops))
-    monkeypatch.setattr(export_holdout, "load_split", lambda *args, **kwargs: fmnist_train)
+    monkeypatch.setattr(prepare_module, "load_split", lambda *args, **kwargs: fmnist_train)
     old = tmp_path / "model-float16.tflite"
     old.write_bytes(b"old")
     seen = []

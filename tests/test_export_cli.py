@@ -21,10 +21,10 @@ from fmnist_edge.export.validate import Validation
 def fast_convert(monkeypatch, tiny_tflite, fmnist_train):
     """export.exporter.convert returning the already-converted tiny model of each mode, and
     load_split the session's already-loaded training split."""
+    import fmnist_edge.dataset.prepare as prepare
     import fmnist_edge.export.exporter as exporter
-    import fmnist_edge.export.holdout as holdout
 
-    monkeypatch.setattr(holdout, "load_split", lambda *args, **kwargs: fmnist_train)
+    monkeypatch.setattr(prepare, "load_split", lambda *args, **kwargs: fmnist_train)
 
     def convert(model, mode, calibration=None, int8_io="int8"):
         assert (calibration is not None) == (mode == "int8")
@@ -180,10 +180,10 @@ def test_help():
 
 @pytest.mark.parametrize("keep", [False, True])
 def test_keep_softmax_reaches_the_conversion(run_dir, monkeypatch, tiny_tflite, fmnist_train, keep):
+    import fmnist_edge.dataset.prepare as prepare
     import fmnist_edge.export.exporter as exporter
-    import fmnist_edge.export.holdout as holdout
 
-    monkeypatch.setattr(holdout, "load_split", lambda *args, **kwargs: fmnist_train)
+    monkeypatch.setattr(prepare, "load_split", lambda *args, **kwargs: fmnist_train)
     seen = []
 
     def convert(model, mode, calibration=None, int8_io="int8"):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmnist_edge.common.errors import ModelError, UsageError
+from fmnist_edge.common.errors import UsageError
 from fmnist_edge.common.labels import CLASS_NAMES
 from fmnist_edge.edge_runtime.classifier import Classifier
 from fmnist_edge.edge_runtime.metadata import metadata_entries, read_metadata, write_metadata
@@ -131,7 +131,7 @@ def _io_details(path):
     return interp.get_input_details()[0], interp.get_output_details()[0]
 
 
-def test_mediapipe_file_takes_rgb_uint8_and_gives_probabilities(mediapipe_export):
+def test_mediapipe_file_takes_rgb_uint8_and_gives_probabilities(mediapipe_export, fmnist_test):
     path = mediapipe_export["mediapipe"]
     assert path.name == "model-int8-mediapipe.tflite"
     inp, out = _io_details(path)
@@ -148,8 +148,10 @@ def test_mediapipe_file_takes_rgb_uint8_and_gives_probabilities(mediapipe_export
     assert record["provenance"]["derived_from"] == "model-int8.tflite"
     check = mediapipe_export["result"].derived[0].check
     assert check["agreement"] == 1.0 and check["difference_pp"] == 0.0
-    with pytest.raises(ModelError, match=r"input shape \[1, 28, 28, 3\] is not a 28x28 gray"):
-        Classifier(path)  # it is for MediaPipe; the runtime says so rather than guess
+    x = np.asarray(fmnist_test.images[:200])  # the runtime feeds it gray repeated as RGB
+    ours = Classifier(path).predict_proba(x)
+    theirs = Classifier(mediapipe_export["int8"]).predict_proba(x)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
 
 def test_mediapipe_file_gives_the_int8_files_probabilities(mediapipe_export, fmnist_test):

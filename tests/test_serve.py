@@ -103,7 +103,7 @@ def test_model_metadata(server):
     assert info["sha256"] == hashlib.sha256(bundled.read_bytes()).hexdigest()
     assert len(info["class_names"]) == 10 and info["class_names"][9] == "Ankle boot"
     assert info["input"]["shape"] == [1, 28, 28, 1] and info["input"]["dtype"] == "int8"
-    assert info["format"] == "fmnist-edge/1"
+    assert info["format"] == "fmnist-edge/1"  # the bundled model is a format 1 file
 
 
 def test_classify_raw_body_matches_in_process(server, reference):

@@ -17,7 +17,7 @@ from fmnist_edge.train.cli import main, resolve_settings
 from fmnist_edge.train.config import TrainConfig
 from fmnist_edge.train.optim import lr_at, make_loss
 from fmnist_edge.train.recipes import RECIPES
-from fmnist_edge.train.trainer import load_data, train
+from fmnist_edge.train.trainer import data_record, load_data, train
 
 
 def _cfg(tmp_path, **kw):
@@ -102,8 +102,8 @@ def test_warmup_then_cosine_to_zero(tmp_path):
 
 def test_val_fraction_zero_uses_every_training_image(tmp_path):
     data = load_data(TrainConfig(val_fraction=0.0, out=tmp_path))
-    assert data.info["split"] == {"train": 60000, "val": 0, "test": 10000}
-    assert np.bincount(data.y_train).tolist() == [6000] * 10
+    assert data_record(data)["split"] == {"train": 60000, "val": 0, "test": 10000}
+    assert np.bincount(data.train.labels).tolist() == [6000] * 10
 
 
 def test_val_fraction_zero_writes_no_validation_metrics(tmp_path):

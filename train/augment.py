@@ -1,7 +1,7 @@
 """Data augmentation in numpy (so it runs on every Keras backend), one function per transform,
 and the shuffled, augmented batches that fit() reads.
 
-Every transform takes (N, 28, 28, 1) float32 images in [0, 1] and a numpy Generator and returns
+Every transform takes (N, H, W, C) float32 images in [0, 1] and a numpy Generator and returns
 new images of the same shape; none modifies its input.
 """
 
@@ -11,6 +11,8 @@ import math
 
 import keras
 import numpy as np
+
+from fmnist_edge.common.pixels import to_model_input
 
 
 def flip(x: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
@@ -22,14 +24,14 @@ def flip(x: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
 
 
 def crop(x: np.ndarray, rng: np.random.Generator, pad: int) -> np.ndarray:
-    """A random 28x28 window of each image zero-padded by ``pad`` pixels on every side."""
+    """A random HxW window of each image zero-padded by ``pad`` pixels on every side."""
     if pad == 0:
         return x.copy()
     n, h, w, _ = x.shape
     padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     dy, dx = rng.integers(0, 2 * pad + 1, size=(2, n))
     out = np.empty_like(x)
-    for k in range(n):  # (N, 28 + 2 pad, ...) -> (N, 28, 28, 1)
+    for k in range(n):  # (N, H + 2 pad, W + 2 pad, C) -> (N, H, W, C)
         out[k] = padded[k, dy[k] : dy[k] + h, dx[k] : dx[k] + w]
     return out
 
@@ -76,7 +78,9 @@ def erase(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
 
 class Augmented(keras.utils.PyDataset):
     """Shuffled batches, augmented as configured: flip, then crop, then erase (the reference
-    order: erasing comes last). Labels are passed through (sparse or one-hot)."""
+    order: erasing comes last). Images may be uint8 (made float32 in [0, 1] a batch at a time,
+    bit for bit as converting them all first) or float32. Labels are passed through (sparse or
+    one-hot). With no transform on, plain shuffled batches."""
 
     def __init__(
         self,
@@ -101,6 +105,8 @@ class Augmented(keras.utils.PyDataset):
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
         x = self.x[idx]
+        if x.dtype == np.uint8:
+            x = to_model_input(x)
         if self.do_flip:
             x = flip(x, self.rng)
         x = crop(x, self.rng, self.crop_pad)

@@ -22,6 +22,7 @@ from fmnist_edge.common.errors import Interrupted, UsageError
 from fmnist_edge.common.machine import prefer_onednn
 from fmnist_edge.common.nativelog import native_stderr_captured
 from fmnist_edge.dataset import locate
+from fmnist_edge.dataset.sources import list_source
 
 from .config import OPTIMIZERS, TrainConfig, read_run_state
 from .recipes import RECIPES
@@ -82,12 +83,18 @@ def _interrupted(out: Path) -> str:
     return f"interrupted after epoch {epoch}; continue with: fmnist-train --out {out} --resume"
 
 
-def list_archs() -> None:
+def list_archs(image_size: int | None = None, color: str | None = None) -> None:
+    """Each architecture's parameters and MACs, for Fashion-MNIST's 28x28 gray images or for
+    --image-size / --color (10 classes)."""
     from .archs import ARCHS
     from .models import build_model, describe
 
+    side = image_size or 28
+    shape = (side, side, 3 if color in ("rgb",) else 1)
+    if image_size or color:
+        click.echo(f"for {side}x{side} {'rgb' if shape[2] == 3 else 'gray'} images:")
     for name, spec in ARCHS.items():
-        d = describe(build_model(name))
+        d = describe(build_model(name, input_shape=shape))
         macs = d["macs"] / 1e6
         click.echo(f"{name:12} {d['params']:>11,} params {macs:8.1f}M MACs  {spec.summary}")
 
@@ -139,6 +146,31 @@ def list_archs() -> None:
 @click.option("--limit", type=int, default=None, help="Use only the first N samples per split.")
 @data_dir_option
 @click.option(
+    "--data",
+    type=click.Path(),
+    default=None,
+    help="Your own images: a folder of class folders, a train/ val/ test/ folder, a CSV of "
+    "image,label, or a folder of IDX files (default: Fashion-MNIST).",
+)
+@click.option(
+    "--image-size",
+    type=int,
+    default=None,
+    help="With --data: square side in pixels (default: from the images, 16-64).",
+)
+@click.option(
+    "--color",
+    type=click.Choice(["gray", "rgb"]),
+    default=None,
+    help="With --data: the model's colour (default: gray when every image is gray).",
+)
+@click.option("--skip-bad", is_flag=True, help="With --data: skip unreadable images, counted.")
+@click.option(
+    "--drop-leaks",
+    is_flag=True,
+    help="Remove training images that are also validation or test images.",
+)
+@click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -151,7 +183,11 @@ def list_archs() -> None:
     help="float16 compute (default: on with a GPU, off on a CPU).",
 )
 @click.option("--distribute", is_flag=True, help="Data-parallel over all local GPUs/devices.")
-@click.option("--list-archs", is_flag=True, help="List architectures with params and MACs.")
+@click.option(
+    "--list-archs",
+    is_flag=True,
+    help="List architectures with params and MACs (at --image-size / --color if given).",
+)
 @debug_option
 @handle_errors
 @click.pass_context
@@ -163,13 +199,14 @@ def main(
     resume: bool = False,
     **options,
 ) -> None:
-    """Train a residual CNN on Fashion-MNIST (the notebook's recipe by default)."""
+    """Train a residual CNN on Fashion-MNIST (the notebook's recipe by default), or on your
+    own labelled images with --data."""
     route_logging("fmnist", logging.INFO)  # fmnist.train and fmnist.data (downloads)
     prefer_onednn()  # before TensorFlow's import, below
     quiet = contextlib.nullcontext if debug else native_stderr_captured  # TF's C++ notices
     if options.pop("list_archs"):
         with quiet():
-            list_archs()
+            list_archs(options.get("image_size"), options.get("color"))
         return
     from .archs import ARCHS
 
@@ -178,11 +215,15 @@ def main(
         for k, v in options.items()
         if ctx.get_parameter_source(k) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
     }
+    if given.get("color") == "gray":  # the flag's word for the record's
+        given["color"] = "grayscale"
     if given.get("arch", "miniresnet") not in ARCHS:  # fail before the 4 s TensorFlow import
         raise UsageError(f"unknown --arch {given['arch']!r}; choose from {', '.join(ARCHS)}")
     cfg = resolve_settings(given, out, recipe, resume)
-    if not resume or given.get("data_dir"):
-        for split in ("train", "test"):  # a data problem is said before TensorFlow's 4 s import
+    if cfg.data is not None:  # a data problem is said before TensorFlow's 4 s import
+        list_source(cfg.data)
+    elif not resume or given.get("data_dir"):
+        for split in ("train", "test"):
             locate(split, cfg.data_dir)
     try:
         with quiet():
@@ -191,9 +232,14 @@ def main(
             metrics = train(cfg)
     except KeyboardInterrupt:
         raise Interrupted(_interrupted(cfg.out)) from None
-    val = f"val {metrics['val_accuracy']:.4f}, " if "val_accuracy" in metrics else ""
+    first = "test" if "test_accuracy" in metrics else "val"  # own data may have no test split
+    val = (
+        f"val {metrics['val_accuracy']:.4f}, "
+        if first == "test" and "val_accuracy" in metrics
+        else ""
+    )
     click.echo(
-        f"{cfg.out}: test accuracy {metrics['test_accuracy']:.4f} "
+        f"{cfg.out}: {first} accuracy {metrics[first + '_accuracy']:.4f} "
         f"({val}model.keras: {metrics['selection']})"
     )
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fmnist_edge.common.errors import FmnistError, QualityError, UsageError
+from fmnist_edge.common.rundir import RunDir
 
 RECORD = "models/history.csv"  # inside the edge_runtime package: the bundled model's run
 COLUMNS = ("epoch", "loss", "accuracy", "lr")  # what both records must have
@@ -82,7 +83,7 @@ class Comparison:
 def read_rows(path: Path) -> list[Row]:
     """A history.csv (or the run folder holding one) -> its rows; UsageError when unusable."""
     if path.is_dir():
-        path = path / "history.csv"
+        path = RunDir(path).history
     try:
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)

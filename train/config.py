@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from fmnist_edge.common.errors import UsageError
+from fmnist_edge.common.rundir import RunDir
+from fmnist_edge.dataset.prepare import DataSpec
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -33,6 +35,11 @@ class TrainConfig:
     erase: float = 0.0  # random erasing: probability of one random-valued box per image
     limit: int | None = None  # first N samples of every split, for smoke runs
     data_dir: Path | None = None  # Fashion-MNIST IDX files (None: the usual search)
+    data: Path | None = None  # own images: a folder, a CSV or an IDX folder (None: Fashion-MNIST)
+    image_size: int | None = None  # own data: square side (None: chosen from the data, recorded)
+    color: str | None = None  # own data: "grayscale" or "rgb" (None: from the data, recorded)
+    skip_bad: bool = False  # own data: train without unreadable images (counted), not stop
+    drop_leaks: bool = False  # remove training images that are also validation or test images
     out: Path = Path("runs/run")  # the run directory
     resume: bool = False  # continue from out/last.keras
     mixed_precision: bool | None = None  # None: on when a GPU is used
@@ -50,6 +57,10 @@ class TrainConfig:
         object.__setattr__(self, "out", Path(self.out))
         if self.data_dir is not None:
             object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if self.data is not None:
+            object.__setattr__(self, "data", Path(self.data))
+        if self.color == "gray":  # the flag's word for the record's
+            object.__setattr__(self, "color", "grayscale")
         if self.augment:  # the shorthand, resolved once so the record says what ran
             object.__setattr__(self, "flip", True)
             object.__setattr__(self, "crop_pad", self.crop_pad or 2)
@@ -94,6 +105,20 @@ class TrainConfig:
     def has_validation(self) -> bool:
         return self.val_fraction > 0
 
+    def data_spec(self) -> DataSpec:
+        """Which images this run trains on, and how they are made into the model's input."""
+        return DataSpec(
+            path=self.data,
+            data_dir=self.data_dir,
+            image_size=self.image_size,
+            color=self.color,
+            val_fraction=self.val_fraction,
+            split_seed=self.split_seed,
+            limit=self.limit,
+            skip_bad=self.skip_bad,
+            drop_leaks=self.drop_leaks,
+        )
+
     @property
     def plateau(self) -> bool:
         """ReduceLROnPlateau drives the rate: the notebook's way, needs a validation split."""
@@ -108,8 +133,9 @@ class TrainConfig:
 def read_run_state(out: Path) -> dict[str, Any]:
     """What a run directory saved after its last epoch (state.json: the epoch, the learning
     rate, the settings), or UsageError when ``out`` holds no run to resume."""
-    state_path = Path(out) / "state.json"
-    if not (state_path.is_file() and (Path(out) / "last.keras").is_file()):
+    run = RunDir(out)
+    state_path = run.state
+    if not (state_path.is_file() and run.last.is_file()):
         raise UsageError(f"--resume: {out} holds no interrupted run (no state.json/last.keras)")
     try:
         state = json.loads(state_path.read_text())

@@ -1,8 +1,8 @@
 """Residual CNNs for Fashion-MNIST, built by name. No I/O, no flags: just Keras layers.
 
-Every model takes (N, 28, 28, 1) float32 pixels already scaled to [0, 1] (pixel / 255: the
-normalization travels in the exported .tflite's metadata) and returns (N, 10) softmax
-probabilities in float32, also under mixed precision.
+Every model takes (N, H, W, C) float32 pixels already scaled to [0, 1] (pixel / 255: the
+normalization travels in the exported .tflite's metadata; Fashion-MNIST's (N, 28, 28, 1) by
+default) and returns (N, classes) softmax probabilities in float32, also under mixed precision.
 """
 
 from __future__ import annotations
@@ -38,12 +38,17 @@ def _block(x, filters: int, stride: int, l2: float, name: str):
     return layers.Activation("relu", name=f"{name}_out")(y)
 
 
-def build_model(arch: str, num_classes: int = NUM_CLASSES) -> keras.Model:
-    """A fresh, uncompiled model of architecture ``arch`` (a key of ARCHS)."""
+def build_model(
+    arch: str,
+    num_classes: int = NUM_CLASSES,
+    input_shape: tuple[int, int, int] = IMAGE_SHAPE,
+) -> keras.Model:
+    """A fresh, uncompiled model of architecture ``arch`` (a key of ARCHS) for images of
+    ``input_shape`` (height, width, channels)."""
     if arch not in ARCHS:
         raise UsageError(f"unknown --arch {arch!r}; choose from {', '.join(ARCHS)}")
     spec = ARCHS[arch]
-    inputs = keras.Input(shape=IMAGE_SHAPE, name="image")  # (N, 28, 28, 1) float in [0, 1]
+    inputs = keras.Input(shape=input_shape, name="image")  # (N, H, W, C) float in [0, 1]
     x = _conv(spec.stem, 3, 1, 0.0, "stem_conv")(inputs)
     x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.Activation("relu", name="stem_relu")(x)

@@ -10,13 +10,14 @@ from typing import Any
 import numpy as np
 
 from fmnist_edge.common.fileio import atomic_path, atomic_write_json, atomic_write_text
-from fmnist_edge.common.labels import CLASS_NAMES, NUM_CLASSES
 from fmnist_edge.common.scores import confusion_matrix
 
 
-def classification_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+def classification_report(
+    y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]
+) -> dict[str, Any]:
     """Per-class precision, recall, F1 and support, plus accuracy and macro averages."""
-    cm = confusion_matrix(y_true, y_pred)
+    cm = confusion_matrix(y_true, y_pred, len(class_names))
     tp = np.diag(cm).astype(float)
     with np.errstate(divide="ignore", invalid="ignore"):
         precision = np.nan_to_num(tp / cm.sum(axis=0))
@@ -29,7 +30,7 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, A
             "f1": float(f1[i]),
             "support": int(cm[i].sum()),
         }
-        for i, name in enumerate(CLASS_NAMES)
+        for i, name in enumerate(class_names)
     }
     return {
         "classes": classes,
@@ -88,12 +89,18 @@ def plot_curves(history: Sequence[dict[str, float]], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_confusion(cm: np.ndarray, path: Path, title: str = "Confusion matrix (test)") -> None:
+def plot_confusion(
+    cm: np.ndarray,
+    path: Path,
+    class_names: Sequence[str],
+    title: str = "Confusion matrix (test)",
+) -> None:
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    side = min(20.0, 4.0 + 0.35 * len(class_names))
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
     im = ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(NUM_CLASSES), CLASS_NAMES, rotation=45, ha="right")
-    ax.set_yticks(range(NUM_CLASSES), CLASS_NAMES)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -108,9 +115,15 @@ def plot_confusion(cm: np.ndarray, path: Path, title: str = "Confusion matrix (t
 
 
 def plot_samples(
-    images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, path: Path, n: int = 25
+    images: np.ndarray,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    path: Path,
+    class_names: Sequence[str],
+    n: int = 25,
 ) -> None:
-    """A grid of test images titled 'predicted (true)', wrong ones in red."""
+    """A grid of held-out images, (N, H, W, C) uint8, titled 'predicted (true)', wrong ones in
+    red."""
     plt = _pyplot()
     n = min(n, len(images))
     cols = 5
@@ -120,10 +133,11 @@ def plot_samples(
         ax.axis("off")
         if k >= n:
             continue
-        ax.imshow(images[k].reshape(28, 28), cmap="gray")
+        image = np.asarray(images[k])
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
         ok = y_true[k] == y_pred[k]
         ax.set_title(
-            f"{CLASS_NAMES[y_pred[k]]}\n({CLASS_NAMES[y_true[k]]})",
+            f"{class_names[y_pred[k]]}\n({class_names[y_true[k]]})",
             fontsize=8,
             color="black" if ok else "red",
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import logging
 import math
@@ -17,7 +18,6 @@ import platform
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,12 @@ from fmnist_edge.common.fileio import (
     remove_empty_folders,
 )
 from fmnist_edge.common.kerasfile import load_keras
-from fmnist_edge.common.labels import NUM_CLASSES
-from fmnist_edge.common.pixels import to_model_input
-from fmnist_edge.dataset.files import load_split, train_val_split
+from fmnist_edge.common.rundir import RunDir
+from fmnist_edge.dataset.prepare import TrainingData, prepare
 
 from . import report
 from .augment import Augmented
+from .batches import PREDICT_BATCH, Batches, predict_labels
 from .config import TrainConfig, read_run_state
 from .device import DeviceInfo, detect, strategy_scope
 from .models import build_model, describe
@@ -47,41 +47,10 @@ from .optim import Schedule, make_loss, make_optimizer, one_hot_labels, uses_sch
 log = logging.getLogger("fmnist.train")
 
 
-@dataclass(frozen=True)
-class Data:
-    """(N, 28, 28, 1) float32 images in [0, 1] and (N,) uint8 labels for each split; the
-    validation split is empty when the run trains on all 60,000 images."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    info: dict[str, Any]  # source, sha256 and split sizes, for metrics.json
-
-
-def load_data(cfg: TrainConfig) -> Data:
-    train, test = load_split("train", cfg.data_dir), load_split("test", cfg.data_dir)
-    if cfg.has_validation:
-        tr, va = train_val_split(len(train.labels), cfg.val_fraction, cfg.split_seed)
-    else:  # all 60,000, in the file's order (fit shuffles)
-        tr, va = np.arange(len(train.labels)), np.arange(0)
-    n = cfg.limit
-    if n is not None and n > len(tr):
-        raise UsageError(f"--limit {n} is more than the {len(tr):,} training images")
-    parts = {
-        "train": (train.images[tr][:n], train.labels[tr][:n]),
-        "val": (train.images[va][:n], train.labels[va][:n]),
-        "test": (test.images[:n], test.labels[:n]),
-    }
-    info = {
-        "source": str(train.source),
-        "sha256": {**train.sha256, **test.sha256},
-        "split": {k: len(v[1]) for k, v in parts.items()},
-    }
-    (xt, yt), (xv, yv), (xs, ys) = parts.values()
-    return Data(to_model_input(xt), yt, to_model_input(xv), yv, to_model_input(xs), ys, info)
+def load_data(cfg: TrainConfig) -> TrainingData:
+    """The run's images, uint8 and possibly memory-mapped: each batch is made float32 when
+    it is used (batches.py), so a large own-data set is never all in RAM as floats."""
+    return prepare(cfg.data_spec())
 
 
 def _current_lr(model: keras.Model) -> float:
@@ -133,7 +102,7 @@ class RunRecorder(keras.callbacks.Callback):
     def __init__(
         self,
         cfg: TrainConfig,
-        data: Data,
+        data: TrainingData,
         history: list[dict],
         best: float,
         reduce_lr=None,
@@ -169,13 +138,13 @@ class RunRecorder(keras.callbacks.Callback):
         row.update({k: float(logs.get(k, float("nan"))) for k in self.keys[1:-2]})
         with averaged_weights(self.model) if self.cfg.ema else contextlib.nullcontext():
             if self.cfg.ema and self.cfg.has_validation:
-                row["ema_val_accuracy"] = _accuracy(self.model, self.data.x_val, self.data.y_val)
+                row["ema_val_accuracy"] = _accuracy(self.model, self.data.val)
             row.update(lr=self._lr, seconds=time.perf_counter() - self._t0)
             if self._select(row):
-                _save_model(self.model, out / "model.keras")
+                _save_model(self.model, RunDir(out).model)
         self.history.append(row)
-        _save_model(self.model, out / "last.keras")
-        write_history(out / "history.csv", self.history, self.keys)
+        _save_model(self.model, RunDir(out).last)
+        write_history(RunDir(out).history, self.history, self.keys)
         state = {
             "arch": self.cfg.arch,
             "epoch": epoch + 1,
@@ -190,16 +159,15 @@ class RunRecorder(keras.callbacks.Callback):
                 "best": None if self.reduce_lr.best is None else float(self.reduce_lr.best),
                 "cooldown_counter": int(self.reduce_lr.cooldown_counter),
             }
-        atomic_write_json(out / "state.json", state)
+        atomic_write_json(RunDir(out).state, state)
 
     @property
     def out(self) -> Path:
         return self.cfg.out
 
 
-def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
-    pred = np.argmax(model.predict(x, batch_size=512, verbose=0), axis=1)
-    return float(np.mean(pred == y))
+def _accuracy(model: keras.Model, images) -> float:
+    return float(np.mean(predict_labels(model, images.images) == images.labels))
 
 
 def _save_model(model: keras.Model, path: Path) -> None:
@@ -245,7 +213,7 @@ def check_out(cfg: TrainConfig) -> dict[str, Any] | None:
                 f"--resume: {out} already completed {state['epoch']} epochs; raise --epochs"
             )
         return state
-    if (out / "state.json").exists() or (out / "model.keras").exists():
+    if RunDir(out).holds_run():
         raise UsageError(f"--out {out} already holds a run; use --resume or another --out")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: not a folder")
@@ -285,30 +253,33 @@ def train(cfg: TrainConfig, callbacks: tuple = ()) -> dict[str, Any]:
     state = check_out(cfg)
     keras.utils.set_random_seed(cfg.seed + (state["epoch"] if state else 0))
     data = load_data(cfg)
-    n_train, n_val, n_test = (f"{n:,}" for n in data.info["split"].values())
-    log.info(
-        "data: %s train / %s validation / %s test images from %s",
-        n_train, n_val, n_test, data.info["source"],
-    )
+    cfg = resolved(cfg, data)
+    log.info("data: %s", data_summary(data))
+    if not data.dataset.is_fashion_mnist:
+        log.info("images per class (train/val/test): %s", per_class_summary(data))
     device = detect()
     mixed = device.kind == "GPU" if cfg.mixed_precision is None else cfg.mixed_precision
     keras.mixed_precision.set_dtype_policy("mixed_float16" if mixed else "float32")
     log.info("device: %s; mixed precision: %s", device.describe(), "on" if mixed else "off")
     made = [] if state else create_out(cfg.out)
-    steps = math.ceil(len(data.y_train) / cfg.batch_size)
+    steps = math.ceil(len(data.train) / cfg.batch_size)
+    run = RunDir(cfg.out)
+    dataset = data.dataset
 
     with strategy_scope(device, cfg.distribute):
         if state:
             try:
-                model = load_keras(cfg.out / "last.keras", compile=True)
+                model = load_keras(run.last, compile=True)
             except ModelError as exc:
                 raise UsageError(f"--resume: {exc}") from None
         else:
-            model = build_model(cfg.arch)
+            model = build_model(
+                cfg.arch, dataset.num_classes, (*dataset.image_size, dataset.channels)
+            )
             _compile(model, cfg)
     if state and not uses_schedule(cfg):
         model.optimizer.learning_rate.assign(state["lr"] if cfg.plateau else cfg.lr)
-    history = read_history(cfg.out / "history.csv") if state else []
+    history = read_history(run.history) if state else []
     start = state["epoch"] if state else 0
     resumes = resume_record(state, cfg.epochs)
     shape = describe(model)
@@ -330,32 +301,27 @@ def train(cfg: TrainConfig, callbacks: tuple = ()) -> dict[str, Any]:
     best = state["best_val_accuracy"] if state else -1.0
     recorder = RunRecorder(cfg, data, history, best, reduce_lr, resumes)
 
-    y_train, y_val = data.y_train, data.y_val
+    y_train, y_val = data.train.labels, data.val.labels
     if one_hot_labels(cfg):  # label smoothing needs categorical targets
-        y_train, y_val = (np.eye(NUM_CLASSES, dtype=np.float32)[y] for y in (y_train, y_val))
-    augmenting = cfg.flip or cfg.crop_pad or cfg.erase
-    if augmenting:
-        fit_x = Augmented(
-            data.x_train,
-            y_train,
-            cfg.batch_size,
-            cfg.seed + start,
-            flip=cfg.flip,
-            crop_pad=cfg.crop_pad,
-            erase=cfg.erase,
-        )
-        fit_y = None
-    else:
-        fit_x, fit_y = data.x_train, y_train
+        eye = np.eye(dataset.num_classes, dtype=np.float32)
+        y_train, y_val = eye[y_train], eye[y_val]
+    fit_x = Augmented(  # shuffled, made float32 a batch at a time; plain when nothing is on
+        data.train.images,
+        y_train,
+        cfg.batch_size,
+        cfg.seed + start,
+        flip=cfg.flip,
+        crop_pad=cfg.crop_pad,
+        erase=cfg.erase,
+    )
+    val = Batches(data.val.images, y_val, PREDICT_BATCH) if cfg.has_validation else None
     t0 = time.perf_counter()
     try:
         model.fit(
             fit_x,
-            fit_y,
-            batch_size=None if augmenting else cfg.batch_size,
             epochs=cfg.epochs,
             initial_epoch=start,
-            validation_data=(data.x_val, y_val) if cfg.has_validation else None,
+            validation_data=val,
             callbacks=[*cbs, recorder],  # the recorder last: it saves the others' updated state
             # Keras draws its bar on stdout: live in a terminal, one line an epoch when piped
             verbose=1 if sys.stdout.isatty() else 2,
@@ -366,6 +332,51 @@ def train(cfg: TrainConfig, callbacks: tuple = ()) -> dict[str, Any]:
         raise
     fit_seconds = time.perf_counter() - t0
     return finish(cfg, data, device, shape, history, fit_seconds, mixed, resumes)
+
+
+def resolved(cfg: TrainConfig, data: TrainingData) -> TrainConfig:
+    """``cfg`` with the image size and colour the data was given in (chosen from the data when
+    the user named none), so that state.json and metrics.json say what ran."""
+    if cfg.data is None:
+        return cfg
+    side = data.dataset.image_size[0]
+    return dataclasses.replace(cfg, image_size=side, color=data.dataset.color)
+
+
+def data_record(data: TrainingData) -> dict[str, Any]:
+    """metrics.json's "data": where the images came from, their hashes, the split sizes, the
+    dataset's description and what the checks found."""
+    d = data.dataset
+    split = {"train": len(data.train), "val": len(data.val)}
+    split["test"] = len(data.test) if data.test is not None else 0
+    return {
+        "source": d.source,
+        "sha256": d.sha256,
+        "split": split,
+        "dataset": d.describe(),
+        "checks": data.report,
+    }
+
+
+def data_summary(data: TrainingData) -> str:
+    """One line: what the run trains on, and what it holds out."""
+    d = data.dataset
+    test = f"{len(data.test):,}" if data.test is not None else "no"
+    counts = f"{len(data.train):,} train / {len(data.val):,} validation / {test} test images"
+    if d.is_fashion_mnist:
+        return f"{counts} from {d.source}"
+    look = f"{d.image_size[1]}x{d.image_size[0]} {d.color}"
+    skipped = f", {len(d.skipped)} unreadable skipped" if d.skipped else ""
+    return f"{counts}, {d.num_classes} classes, {look}, from {d.source} ({d.kind}){skipped}"
+
+
+def per_class_summary(data: TrainingData, most: int = 12) -> str:
+    """``boot 38/10/16, sandal ...``: the first ``most`` classes' images in each split."""
+    counts = list(data.report["counts"].values())
+    names = data.dataset.class_names
+    parts = [f"{n} {'/'.join(str(c[i]) for c in counts)}" for i, n in enumerate(names[:most])]
+    more = f", and {len(names) - most} more classes" if len(names) > most else ""
+    return ", ".join(parts) + more
 
 
 def resume_record(state: dict[str, Any] | None, epochs: int) -> list[dict[str, int]]:
@@ -380,7 +391,7 @@ def resume_record(state: dict[str, Any] | None, epochs: int) -> list[dict[str, i
 
 def finish(
     cfg: TrainConfig,
-    data: Data,
+    data: TrainingData,
     device: DeviceInfo,
     shape: dict[str, int],
     history: list[dict],
@@ -389,18 +400,24 @@ def finish(
     resumes: list[dict[str, int]],
 ) -> dict[str, Any]:
     """Evaluate the best checkpoint on validation and test; write reports, plots, metrics.json."""
-    best = keras.models.load_model(cfg.out / "model.keras")
-    reports = {}
-    if cfg.has_validation:
-        pred_val = np.argmax(best.predict(data.x_val, batch_size=512, verbose=0), axis=1)
-        reports["validation"] = report.classification_report(data.y_val, pred_val)
-    pred_test = np.argmax(best.predict(data.x_test, batch_size=512, verbose=0), axis=1)
-    reports["test"] = report.classification_report(data.y_test, pred_test)
+    best = keras.models.load_model(RunDir(cfg.out).model)
+    names = data.dataset.class_names
+    reports, predicted = {}, {}
+    for split, images in (("validation", data.val), ("test", data.test)):
+        if images is not None and len(images):
+            predicted[split] = predict_labels(best, images.images)
+            reports[split] = report.classification_report(images.labels, predicted[split], names)
     report.write_reports(cfg.out, reports)
     report.plot_curves(history, cfg.out / "curves.png")
-    cm = report.confusion_matrix(data.y_test, pred_test)
-    report.plot_confusion(cm, cfg.out / "confusion_matrix.png")
-    report.plot_samples(data.x_test, data.y_test, pred_test, cfg.out / "samples.png")
+    split = "test" if "test" in predicted else "validation"  # what the plots show
+    shown = data.test if split == "test" else data.val
+    cm = report.confusion_matrix(shown.labels, predicted[split], len(names))
+    report.plot_confusion(
+        cm, cfg.out / "confusion_matrix.png", names, f"Confusion matrix ({split})"
+    )
+    report.plot_samples(
+        shown.images[:25], shown.labels, predicted[split], cfg.out / "samples.png", names
+    )
 
     seconds = [h["seconds"] for h in history]
     if cfg.has_validation:
@@ -423,7 +440,7 @@ def finish(
         "arch": cfg.arch,
         **shape,
         "config": cfg.to_dict(),
-        "data": data.info,
+        "data": data_record(data),
         "versions": versions(),
         "device": device.describe(),
         "device_kind": device.kind,
@@ -433,12 +450,14 @@ def finish(
         "resumes": resumes,
         "epoch_seconds": seconds,
         "train_seconds": float(sum(seconds)),
-        "images_per_s": len(data.y_train) / float(np.median(seconds)),
+        "images_per_s": len(data.train) / float(np.median(seconds)),
         "best_epoch": selected,
         "selection": selection,
-        **({"val_accuracy": reports["validation"]["accuracy"]} if cfg.has_validation else {}),
-        "test_accuracy": reports["test"]["accuracy"],
+        **{
+            f"{'val' if k == 'validation' else k}_accuracy": r["accuracy"]
+            for k, r in reports.items()
+        },
         "wall_seconds": fit_seconds,
     }
-    atomic_write_json(cfg.out / "metrics.json", metrics)
+    atomic_write_json(RunDir(cfg.out).metrics, metrics)
     return metrics

@@ -176,7 +176,7 @@ def build_app(settings: ServeSettings, pool: ClassifierPool, metrics: Metrics | 
         start = time.perf_counter()
         body_read = False
         try:
-            mode, top_k = parse_options(request.query_params, pool.num_classes)
+            mode, top_k = parse_options(request.query_params, pool.num_classes, pool.modes)
             body = await read_body(request, settings.max_body, settings.body_timeout)
             body_read = True
             uploads = split_uploads(

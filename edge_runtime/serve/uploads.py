@@ -30,11 +30,20 @@ class Problem(Exception):
         self.status, self.kind, self.message = status, kind, message
 
 
-def parse_options(query: Mapping[str, str], num_classes: int) -> tuple[str, int]:
-    """``?mode=auto|raw|photo&top_k=1..num_classes`` -> (mode, top_k)."""
+def parse_options(
+    query: Mapping[str, str], num_classes: int, modes: tuple[str, ...] = MODES
+) -> tuple[str, int]:
+    """``?mode=auto|raw|photo&top_k=1..num_classes`` -> (mode, top_k); ``modes``: those the
+    model takes (photo is Fashion-MNIST's)."""
     mode = query.get("mode", "auto")
     if mode not in MODES:
         raise Problem(400, "bad_mode", f"mode {mode[:40]!r} is unknown: use {', '.join(MODES)}")
+    if mode not in modes:
+        raise Problem(
+            400,
+            "bad_mode",
+            f"mode {mode} is Fashion-MNIST's conversion; this model takes {', '.join(modes)}",
+        )
     text = query.get("top_k", str(DEFAULT_TOP_K))
     try:
         top_k = int(text)

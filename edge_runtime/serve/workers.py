@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from fmnist_edge.edge_runtime.classifier import Classifier, read_model_bytes
-from fmnist_edge.edge_runtime.preprocess import open_image_bytes
+from fmnist_edge.edge_runtime.preprocess import MODES, open_image_bytes
 
 from .settings import ServeSettings
 
@@ -37,27 +37,27 @@ UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
 
 
 def model_info(settings: ServeSettings, clf: Classifier) -> dict[str, Any]:
-    """What GET /v1/model answers: the model's name, hash, class names and input contract."""
+    """What GET /v1/model answers: the model's name, hash, class names, input contract and the
+    modes it takes (photo and auto are Fashion-MNIST's)."""
     content, _ = read_model_bytes(settings.model)
-    meta = clf.metadata or {}
-    provenance = meta.get("provenance") or {}
+    record = clf.record
+    provenance = record.provenance
     return {
         "name": Path(settings.model).name if settings.model else "default.tflite (bundled)",
         "sha256": hashlib.sha256(content).hexdigest(),
         "bytes": len(content),
-        "format": meta.get("format"),  # the metadata record's version; None: a bare .tflite
+        "format": record.format if clf.has_record else None,  # None: a bare .tflite
         "runtime": clf.runtime,
         "class_names": list(clf.class_names),
-        "input": {
-            **(meta.get("input") or {"shape": [1, 28, 28, 1], "layout": "NHWC"}),
-            "dtype": clf.input_dtype,
-        },
+        "input": {**record.input.to_dict(), "dtype": clf.input_dtype},
         "output": {"values": clf.output_values},
-        "normalization": meta.get("normalization"),
-        "quantization": (meta.get("quantization") or {}).get("mode"),
+        "normalization": record.to_dict()["normalization"] if clf.has_record else None,
+        "quantization": record.mode,
+        "modes": list(MODES) if record.is_fashion_mnist else ["auto", "raw"],
+        "dataset": record.dataset,
         "arch": provenance.get("arch"),
         "training_metrics": provenance.get("training_metrics"),
-        "validation": meta.get("validation"),
+        "validation": record.validation,
     }
 
 
@@ -74,11 +74,12 @@ class ClassifierPool:
         first = None
         for _ in range(settings.workers):
             clf = Classifier(settings.model, threads=settings.threads, runtime=settings.runtime)
-            clf.predict_proba(np.zeros((1, 28, 28), np.uint8))  # the first invoke is slow
+            clf.predict_proba(np.zeros((1, *clf.image_shape), np.uint8))  # the first is slow
             first = first or clf
             self._spare.put(clf)
         self.info = model_info(settings, first)
         self.num_classes = len(first.class_names)
+        self.modes = tuple(self.info["modes"])
         self.model_name = self.info["name"]
         self._local = threading.local()
         self._executor = ThreadPoolExecutor(

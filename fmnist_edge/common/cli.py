@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from typing import Any
 
 import click
 
-from fmnist_edge.common.errors import FmnistError
+from fmnist_edge.common.errors import FmnistError, Interrupted
 
 debug_option = click.option(
     "--debug", is_flag=True, help="Show full tracebacks instead of one-line errors."
@@ -73,7 +74,22 @@ def route_logging(name: str, level: int = logging.INFO, prefix: str = "") -> Non
 def fail(message: str, code: int) -> None:
     """Print one line on stderr and exit with ``code``."""
     click.echo(f"error: {message}", err=True)
+    if code == Interrupted.exit_code:
+        _silence_teardown()
     sys.exit(code)
+
+
+def _silence_teardown() -> None:
+    """After Ctrl-C, send descriptor 2 to /dev/null: TensorFlow's input threads, cut off in the
+    middle of a batch, log their cancelled ops ("[[{{node PyFunc}}]]") as the interpreter shuts
+    down, after the one line that said what was kept."""
+    try:
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:

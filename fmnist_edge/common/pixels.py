@@ -12,7 +12,8 @@ PIXEL_OFFSET = 0.0
 
 
 def to_model_input(images: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) or (N, 28, 28, 1) uint8 pixels -> (N, 28, 28, 1) float32 in [0, 1]."""
+    """(N, H, W) or (N, H, W, C) uint8 pixels -> (N, H, W, C) float32 in [0, 1] (a gray
+    image without its channel axis gets one)."""
     x = np.asarray(images)
     if x.ndim == 3:
         x = x[..., None]

@@ -50,7 +50,7 @@ def recipe_settings(name: str | None, given: dict[str, Any]) -> dict[str, Any]:
     recipe = RECIPES[name] if name else {}
     settings = {**recipe, **given}
     warmup, epochs = recipe.get("warmup", 0), settings.get("epochs")
-    if warmup and "warmup" not in given and epochs is not None and warmup >= epochs:
+    if warmup and "warmup" not in given and epochs is not None and 1 <= epochs <= warmup:
         settings["warmup"] = warmup * epochs / recipe["epochs"]
         log.info(
             "--recipe %s: --epochs %s is not longer than its %g-epoch warm-up; warming up for "

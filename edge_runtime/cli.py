@@ -23,9 +23,23 @@ from fmnist_edge.common.cli import (
     runtime_option,
     threads_option,
 )
-from fmnist_edge.common.errors import UsageError
+from fmnist_edge.common.errors import RuntimeUnavailable, UsageError
 
 from .checks import MODES, TTA, check_top_k  # the library's own checks, without numpy
+
+# import name -> the package that provides it, where they differ
+_PACKAGES = {"PIL": "Pillow"}
+
+
+def _missing_package(exc: ImportError) -> Exception:
+    """A runtime package that is not installed (Pillow: numpy is a dependency, and a missing
+    interpreter says so itself) as the one line a missing LiteRT gets; any other ImportError
+    is a bug and stays one."""
+    name = (exc.name or "").split(".")[0]
+    if not name or name == "fmnist_edge":
+        return exc
+    package = _PACKAGES.get(name, name)
+    return RuntimeUnavailable(f"{package} is not installed ({exc}): pip install {package.lower()}")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -100,9 +114,12 @@ def main(
 
     from fmnist_edge.common.nativelog import native_stderr_captured
 
-    from .batch import classify_inputs
-    from .classifier import Classifier
-    from .output import csv_header, csv_line, csv_row, json_line, submission_writer, text_line
+    try:
+        from .batch import classify_inputs
+        from .classifier import Classifier
+        from .output import csv_header, csv_line, csv_row, json_line, submission_writer, text_line
+    except ImportError as exc:
+        raise _missing_package(exc) from None
 
     quiet = contextlib.nullcontext() if debug else native_stderr_captured()
     with quiet:
@@ -119,27 +136,39 @@ def main(
     # beside --submission, as it comes (memory stays flat for any number of images). The file
     # is renamed into place at the end; an error or Ctrl-C leaves nothing behind.
     rows = submission_writer(submission) if submission else contextlib.nullcontext(None)
+    printing = True
+
+    def show(line: str) -> None:
+        """Print one result. When stdout's reader has gone (`fmnist-infer dir | head`), stop
+        quietly with exit 1, or, while a submission is being written, finish it unprinted."""
+        nonlocal printing
+        if not printing:
+            return
+        try:
+            click.echo(line)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # and Python's flush
+            if submission is None:
+                sys.exit(1)
+            printing = False
+
     seen = failed = 0
-    try:
-        with rows as add_row:
+    with rows as add_row:
+        if as_csv:
+            show(csv_line(csv_header(top_k)))
+        for outcome in classify_inputs(clf, images, mode=mode, top_k=top_k):
+            seen, failed = seen + 1, failed + (not outcome.ok)
+            if add_row is not None:
+                add_row(outcome)
+            if as_json:
+                show(json_line(outcome))
+                continue
             if as_csv:
-                click.echo(csv_line(csv_header(top_k)))
-            for outcome in classify_inputs(clf, images, mode=mode, top_k=top_k):
-                seen, failed = seen + 1, failed + (not outcome.ok)
-                if add_row is not None:
-                    add_row(outcome)
-                if as_json:
-                    click.echo(json_line(outcome))
-                    continue
-                if as_csv:
-                    click.echo(csv_line(csv_row(outcome, top_k)))
-                if outcome.ok and not as_csv:
-                    click.echo(text_line(outcome))
-                elif not outcome.ok:
-                    click.echo(text_line(outcome), err=True)
-    except BrokenPipeError:  # `fmnist-infer dir | head`: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(1)
+                show(csv_line(csv_row(outcome, top_k)))
+            if outcome.ok and not as_csv:
+                show(text_line(outcome))
+            elif not outcome.ok:
+                click.echo(text_line(outcome), err=True)
     if verbose:
         click.echo(f"{seen - failed} classified, {failed} failed", err=True)
     if failed:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from fmnist_edge.common.errors import OutputError, UsageError
 from fmnist_edge.common.fileio import atomic_open
 
 from .batch import Outcome
@@ -95,13 +96,25 @@ def submission_writer(path: str | os.PathLike) -> Iterator[Callable[[Outcome], N
     """``with submission_writer(p) as add: add(outcome)...``: each row is written as it comes,
     into a temporary file beside ``path``, so memory stays flat however many images there are;
     the file is renamed over ``path`` when the block ends without an error. A failure or a
-    Ctrl-C leaves ``path`` as it was, and nothing else."""
-    with atomic_open(path, "w") as fh:
-        fh.write(SUBMISSION_HEADER + "\n")
+    Ctrl-C leaves ``path`` as it was, and nothing else. A folder that takes no file raises
+    UsageError before the block runs; a file that cannot be completed (disk full) OutputError."""
+    phase = "open"
+    try:
+        with atomic_open(path, "w") as fh:
+            phase = "rows"
+            fh.write(SUBMISSION_HEADER + "\n")
 
-        def add(outcome: Outcome) -> None:
-            line = submission_line(outcome)
-            if line is not None:
-                fh.write(line + "\n")
+            def add(outcome: Outcome) -> None:
+                line = submission_line(outcome)
+                if line is not None:
+                    fh.write(line + "\n")
 
-        yield add
+            yield add
+            phase = "commit"
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if phase == "open":
+            raise UsageError(f"--submission {path}: not writable ({reason})") from None
+        if phase == "commit":
+            raise OutputError(f"--submission {path}: could not be written ({reason})") from None
+        raise  # the caller's own failure, inside the block

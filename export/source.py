@@ -2,6 +2,9 @@
 
 A run directory holds model.keras and metrics.json (the training record that the files'
 provenance and the choice of held-out images come from); a bare .keras file has no record.
+A run without a validation split (the edge recipe) selects its last epoch, so where its
+model.keras is gone (only last.keras is committed for the bundled model) last.keras is the
+same model and is exported, with a log line that says so.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from fmnist_edge.common.kerasfile import KERAS_SUFFIXES
 from fmnist_edge.common.rundir import RunDir
 from fmnist_edge.dataset.images import Dataset
 
-RUN_MODEL, RUN_METRICS, RUN_STATE = RunDir.MODEL, RunDir.METRICS, RunDir.STATE
+RUN_MODEL, RUN_LAST = RunDir.MODEL, RunDir.LAST
+RUN_METRICS, RUN_STATE = RunDir.METRICS, RunDir.STATE
 log = logging.getLogger("fmnist.export")
 
 
@@ -26,9 +30,7 @@ def resolve_source(source: Path) -> tuple[Path, dict[str, Any] | None]:
     not finished the settings in its state.json; None for a .keras file outside a run."""
     source = Path(source)
     if source.is_dir():
-        model_path = source / RUN_MODEL
-        if not model_path.is_file():
-            raise ModelError(f"{source}: no {RUN_MODEL} in this directory (not a run directory)")
+        model_path = _run_model(source)
     elif not source.exists():
         raise ModelError(f"{source}: no such file or directory")
     elif source.suffix not in KERAS_SUFFIXES:  # say it now, not after TensorFlow's import
@@ -44,13 +46,50 @@ def resolve_source(source: Path) -> tuple[Path, dict[str, Any] | None]:
         state = _read_record(model_path.parent / RUN_STATE) or {}
         if isinstance(state.get("config"), dict):
             where = f"epoch {state.get('epoch')} of {state['config'].get('epochs')}"
-            log.info("%s: an unfinished run, at %s", model_path.parent, where)
-            metrics = {
-                "arch": state.get("arch"),
-                "config": state["config"],
-                "selection": f"an unfinished run: its model.keras at {where}",
-            }
+            if model_path.name == RUN_LAST:  # a finished run's checkout keeps only last.keras
+                kind = "selected" if _last_is_selected(state["config"]) else "not the selected"
+                selection = f"its last.keras at {where} ({kind} model)"
+            else:
+                log.info("%s: an unfinished run, at %s", model_path.parent, where)
+                selection = f"an unfinished run: its model.keras at {where}"
+            metrics = {"arch": state.get("arch"), "config": state["config"], "selection": selection}
     return model_path, metrics
+
+
+def _last_is_selected(config: dict[str, Any]) -> bool:
+    """Whether a run with these settings selects its last epoch as it ran: no validation split
+    to choose by, and no weight averaging (last.keras holds the raw weights, model.keras the
+    averaged ones)."""
+    return config.get("val_fraction") == 0 and not config.get("ema")
+
+
+def _run_model(run: Path) -> Path:
+    """The run's selected model: model.keras, or last.keras where that is the same model."""
+    if (run / RUN_MODEL).is_file():
+        return run / RUN_MODEL
+    last = run / RUN_LAST
+    if not last.is_file():
+        raise ModelError(f"{run}: no {RUN_MODEL} in this directory (not a run directory)")
+    record = _read_record(run / RUN_METRICS) or _read_record(run / RUN_STATE) or {}
+    config = record.get("config")
+    if isinstance(config, dict) and _last_is_selected(config):
+        log.info(
+            "%s: no %s; exporting %s, the same model (no validation split)",
+            run,
+            RUN_MODEL,
+            RUN_LAST,
+        )
+        return last
+    if not isinstance(config, dict):
+        why = "no state.json or metrics.json says whether it is the selected model"
+    elif config.get("ema"):
+        why = "the selected model holds the averaged (--ema) weights, last.keras the raw ones"
+    else:
+        why = "the selected model is the best epoch on the validation split"
+    raise ModelError(
+        f"{run}: no {RUN_MODEL}, and its {RUN_LAST} is the last epoch ({why}): "
+        f"pass {last} to export the last epoch"
+    )
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -198,3 +199,70 @@ def test_keep_softmax_reaches_the_conversion(run_dir, monkeypatch, tiny_tflite, 
     meta = read_metadata(run_dir / "tiny-int8.tflite")
     assert meta["output"]["values"] == ("probabilities" if keep else "logits")
     assert meta["provenance"]["export_config"]["keep_softmax"] is keep
+
+
+# --- issue 26: what a new user hit ------------------------------------------------------------
+
+
+def _checkpointed_run(tmp_path, tiny_keras, **settings):
+    """A run directory as a finished run's checkout keeps it: last.keras and state.json (the
+    trainer's own record of its settings), no model.keras."""
+    from fmnist_edge.train.config import TrainConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_keras, run / "last.keras")
+    config = TrainConfig(arch="tiny", epochs=2, out=run, **settings).to_dict()
+    state = {"arch": "tiny", "epoch": 2, "best_val_accuracy": -1.0, "config": config}
+    (run / "state.json").write_text(json.dumps(state))
+    return run
+
+
+def test_a_run_without_validation_exports_its_last_keras(tmp_path, tiny_keras, fast_convert):
+    """Item 2: `fmnist-export runs/resnet20-edge --quantize int8 --target mediapipe` failed with
+    'no model.keras'. A run without a validation split selects its last epoch, so its last.keras
+    is the selected model: exported, and one log line says so."""
+    run = _checkpointed_run(tmp_path, tiny_keras, val_fraction=0.0)
+    result = _invoke(run, "--quantize", "int8", "--target", "mediapipe", "--validate-samples", 50)
+    assert result.exit_code == 0, result.output
+    said = f"{run}: no model.keras; exporting last.keras, the same model (no validation split)"
+    assert said in result.stderr.splitlines()
+    assert (run / "tiny-int8.tflite").is_file() and (run / "tiny-int8-mediapipe.tflite").is_file()
+    prov = read_metadata(run / "tiny-int8.tflite")["provenance"]
+    assert prov["training_config"]["val_fraction"] == 0.0
+    selection = prov["training_metrics"]["selection"]
+    assert selection == "its last.keras at epoch 2 of 2 (selected model)"
+
+
+@pytest.mark.parametrize(
+    "settings, why",
+    [
+        ({}, "the selected model is the best epoch on the validation split"),
+        ({"val_fraction": 0.0, "ema": 0.999}, "the selected model holds the averaged (--ema)"),
+        (None, "no state.json or metrics.json says whether it is the selected model"),
+    ],
+)
+def test_last_keras_that_is_not_the_selected_model_is_refused(tmp_path, tiny_keras, settings, why):
+    """Item 2: anywhere else last.keras is not the run's model: one line says why and what to
+    pass to export it anyway; nothing is written."""
+    run = _checkpointed_run(tmp_path, tiny_keras, **(settings or {}))
+    if settings is None:
+        (run / "state.json").unlink()
+    result = _invoke(run, "--quantize", "int8")
+    assert result.exit_code == 2, result.output
+    line = _error(result.stderr)
+    assert line.startswith(f"error: {run}: no model.keras, and its last.keras is the last epoch")
+    assert why in line and line.endswith(f"pass {run / 'last.keras'} to export the last epoch")
+    assert not list(run.glob("*.tflite"))
+
+
+def test_the_committed_edge_recipe_run_exports_its_last_keras():
+    """Item 2, on the checkout as committed: runs/resnet20-edge (the bundled model's source)
+    holds last.keras and state.json only; its model is last.keras."""
+    from fmnist_edge.export.source import resolve_source
+
+    run = Path(__file__).resolve().parents[1] / "runs" / "resnet20-edge"
+    model, record = resolve_source(run)
+    assert model == run / "last.keras"
+    assert record["config"]["recipe"] == "edge" and record["config"]["val_fraction"] == 0
+    assert record["selection"] == "its last.keras at epoch 160 of 160 (selected model)"

@@ -4,9 +4,13 @@ tested in test_edge_runtime.py and test_edge_preprocess.py)."""
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
+import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -248,9 +252,6 @@ def test_float_model(images, tiny_tflite):
 
 def test_help_loads_nothing_heavy():
     """--help and usage errors never import numpy, Pillow or an interpreter (Pi start-up)."""
-    import subprocess
-    import sys
-
     code = ("import sys; from fmnist_edge.edge_runtime.cli import main\n"
             "heavy = {'numpy', 'PIL', 'ai_edge_litert', 'tensorflow'} & set(sys.modules)\n"
             "assert not heavy, heavy")
@@ -314,3 +315,80 @@ def test_an_interrupted_run_leaves_no_partial_submission(images, model, tmp_path
     assert any(name.startswith(".submission.csv.") for name in seen), seen  # streamed beside
     assert [p.name for p in out.iterdir()] == ["submission.csv"]
     assert sub.read_text() == "id,label\nmine,1\n"
+
+
+# --- issue 26: what a new user hit ------------------------------------------------------------
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
+
+
+def _infer(args: list, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    """fmnist-infer in a fresh interpreter, as a shell runs it, with the bundled model."""
+    cmd = [sys.executable, "-m", "fmnist_edge.edge_runtime.cli", *map(str, args)]
+    return subprocess.run(cmd, cwd=cwd, text=True, timeout=120, **kwargs)
+
+
+def _infer_into_closed_pipe(args: list, cwd: Path) -> subprocess.CompletedProcess:
+    """fmnist-infer whose stdout reader has gone before the first line (`| head`, finished)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return _infer(args, cwd, stdout=write_end, stderr=subprocess.PIPE)
+    finally:
+        os.close(write_end)
+
+
+def test_submission_is_written_when_stdout_closes_early(tmp_path):
+    """Item 5: `fmnist-infer 'docs/examples/*.png' --csv --submission sub.csv | head` exited 1
+    and wrote no submission once head had gone. The submission is what the user asked to keep:
+    it is completed, and the exit status is the classification's."""
+    result = _infer_into_closed_pipe([EXAMPLES, "--csv", "--submission", "sub.csv"], tmp_path)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    rows = list(csv.reader((tmp_path / "sub.csv").open()))
+    assert rows[0] == ["id", "label"] and len(rows) == 11
+    assert ["test0000-ankle-boot", "9"] in rows
+    assert [p.name for p in tmp_path.iterdir()] == ["sub.csv"]  # no temporary file left
+
+
+def test_closed_stdout_without_submission_stops_quietly(tmp_path):
+    """Without --submission there is nothing to finish: exit 1, nothing on stderr."""
+    result = _infer_into_closed_pipe([EXAMPLES], tmp_path)
+    assert result.returncode == 1 and result.stderr == "", result.stderr
+
+
+def test_submission_that_cannot_be_completed_is_one_line(tmp_path, monkeypatch):
+    """Item 5: a submission that cannot be renamed into place (a full disk, say) is one line
+    naming it, exit 1, and the file already there is left whole."""
+    from fmnist_edge.common import fileio
+    from fmnist_edge.common.errors import OutputError
+    from fmnist_edge.edge_runtime.output import submission_writer
+
+    target = tmp_path / "sub.csv"
+    target.write_text("id,label\nmine,1\n")
+
+    def disk_full(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fileio.os, "replace", disk_full)
+    pred = Prediction("Bag", 8, 0.9, [("Bag", 0.9)])
+    with pytest.raises(OutputError) as info, submission_writer(target) as add:
+        add(Outcome("d/x.png", prediction=pred))
+    expected = f"--submission {target}: could not be written (No space left on device)"
+    assert str(info.value) == expected and info.value.exit_code == 1
+    assert target.read_text() == "id,label\nmine,1\n" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_missing_pillow_is_one_line_like_a_missing_litert(tmp_path):
+    """Item 1: without Pillow, fmnist-infer said 'internal error: ModuleNotFoundError'; a
+    missing runtime package gets the one line (exit 2) that a missing LiteRT gets."""
+    blocker = tmp_path / "no-pillow" / "PIL"  # first on sys.path: as if Pillow were not there
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'PIL'\", name='PIL')\n"
+    )
+    path = [str(blocker.parent), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
+    result = _infer([EXAMPLES], tmp_path, capture_output=True, env=env)
+    assert result.returncode == 2, result.stderr
+    expected = "error: Pillow is not installed (No module named 'PIL'): pip install pillow\n"
+    assert result.stderr == expected

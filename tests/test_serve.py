@@ -471,3 +471,44 @@ def test_missing_serve_extra_is_one_line():
     assert out.returncode == 2
     expected = "error: fmnist-serve needs uvicorn: pip install 'fmnist-edge[serve]'"
     assert out.stderr.strip() == expected
+
+
+# --- issue 26: start-up errors are one line of ours -------------------------------------------
+
+
+def _serve_fails(*args: str) -> list[str]:
+    """fmnist-serve that cannot start: exit 2 and its stderr lines (nothing of uvicorn's)."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop(TOKEN_ENV, None)
+    out = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=90, env=env)
+    assert out.returncode == 2, out.stderr
+    return out.stderr.splitlines()
+
+
+def test_busy_port_is_one_line_naming_the_address():
+    """Item 4: uvicorn said 'INFO: Started server process', then '[Errno 98] error while
+    attempting to bind on address ...', exit 3."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        lines = _serve_fails("--port", str(port))
+    assert lines == [
+        f"error: 127.0.0.1:{port}: the port is already in use (another fmnist-serve?); "
+        "choose another --port, or --port 0 for any free one"
+    ]
+
+
+def test_bad_host_is_one_line_naming_it():
+    """Item 4: a --host that resolves to nothing, or to no address of this machine."""
+    (line,) = _serve_fails("--host", "not.a.host", "--no-auth")
+    said = "error: --host not.a.host: not an address of this machine or a name it can resolve ("
+    assert line.startswith(said)  # then the resolver's words: "Name or service not known"
+    assert line.endswith("); give an IP address, such as 127.0.0.1 or 0.0.0.0")
+    assert _serve_fails("--host", "192.0.2.1", "--no-auth", "--port", "8000") == [  # TEST-NET-1
+        "error: 192.0.2.1:8000: not an address of this machine; give one of its own as --host, "
+        "or 0.0.0.0 for all of them"
+    ]

@@ -292,3 +292,41 @@ def test_cli_rejects_bad_recipe_options(args, message, tmp_path):
     result = CliRunner().invoke(main, ["--arch", "tiny", "--out", str(tmp_path / "r"), *args])
     assert result.exit_code == 2, result.output
     assert message in result.output and not (tmp_path / "r").exists()
+
+
+# --- issue 26: what a new user hit ------------------------------------------------------------
+
+
+def test_a_smoke_run_of_a_recipe_scales_its_warmup_and_says_so(tmp_path):
+    """Item 3: `fmnist-train --recipe edge --out runs/r20 --epochs 1 --limit 1000` was refused
+    for the recipe's --warmup 2, a flag the user never gave. A run not longer than the recipe's
+    warm-up warms up for the same share of its own epochs (2 of 120), and says so."""
+    out = tmp_path / "r20"
+    args = ["--recipe", "edge", "--arch", "tiny", "--out", out, "--epochs", "1", "--limit", "256"]
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    said = (
+        "--recipe edge: --epochs 1 is not longer than its 2-epoch warm-up; warming up for "
+        "0.0167 epochs instead, the recipe's share (2 of 120; --warmup sets it)"
+    )
+    assert said in result.stderr.splitlines()
+    config = json.loads((out / "metrics.json").read_text())["config"]
+    assert config["warmup"] == pytest.approx(2 / 120) and config["recipe"] == "edge"
+
+
+def test_a_recipe_warmup_is_kept_when_it_fits_or_was_given(tmp_path, caplog):
+    """The warm-up is scaled only where it cannot run; a --warmup the user gave is theirs (and
+    refused as theirs when it does not fit)."""
+    edge = RECIPES["edge"]
+    with caplog.at_level("INFO", logger="fmnist.train"):
+        assert resolve_settings({"epochs": 3}, tmp_path, "edge", False).warmup == edge["warmup"]
+        assert resolve_settings({}, tmp_path, "edge", False).warmup == edge["warmup"]
+        given = resolve_settings({"epochs": 2, "warmup": 0.5}, tmp_path, "edge", False)
+        assert given.warmup == 0.5
+    assert caplog.records == []
+    scaled = resolve_settings({"epochs": 2}, tmp_path, "edge", False)
+    assert scaled.warmup == pytest.approx(2 * 2 / 120)
+    result = CliRunner().invoke(main, ["--recipe", "edge", "--out", str(tmp_path / "r"),
+                                       "--epochs", "1", "--warmup", "2"])
+    assert result.exit_code == 2
+    assert "--warmup must be at least 0 and less than --epochs (got 2.0)" in result.output

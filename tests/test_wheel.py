@@ -1,12 +1,12 @@
 """The distribution as a user gets it: a wheel built from this checkout owns one import name,
 ships the bundled model and none of the repository's tools, and classifies images from a
-fresh virtual environment in which TensorFlow cannot be imported. Offline: the venv borrows the
-machine's numpy, Pillow and LiteRT (--system-site-packages) and installs only the wheel."""
+fresh virtual environment in which TensorFlow cannot be imported. Offline: the venv installs
+only the wheel and borrows numpy, Pillow and LiteRT from the environment the tests run in (the
+user's venv, not the base Python behind it, which --system-site-packages would give)."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import venv
@@ -16,25 +16,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # tools/ runs from a checkout and is never installed
+from tools.pi.wheels import build_project_wheel  # noqa: E402
+
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    out, src = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("src")
-    # build from a copy of the checkout's files: setuptools leaves build/ in its source folder
-    listing = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True
-    ).stdout.decode()
-    for name in filter(None, listing.split("\0")):
-        if (REPO / name).is_file():
-            (src / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, src / name)
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-    proc = subprocess.run([*cmd, "-w", str(out), str(src)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    (path,) = out.glob("fmnist_edge-*.whl")
-    return path
+    """The wheel the emulated Pi installs, built the same way (tools/pi/wheels.py)."""
+    work = tmp_path_factory.mktemp("wheel")
+    return build_project_wheel(work, work / "build.log")
 
 
 def test_wheel_owns_one_import_name_and_no_tools(wheel):
@@ -49,10 +41,18 @@ def test_wheel_owns_one_import_name_and_no_tools(wheel):
         assert f"fmnist_edge/{part}/__init__.py" in names
 
 
+def _site_dirs() -> list[str]:
+    """The package folders this interpreter imports from: the user's venv's site-packages, and
+    those it borrows (the base Python's, where it was made with --system-site-packages)."""
+    return [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")]
+
+
 def test_wheel_classifies_without_tensorflow(wheel, tmp_path):
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=False)
+    venv.create(env_dir, with_pip=False)
     py = env_dir / "bin" / "python"
+    (site,) = (env_dir / "lib").glob("python3*/site-packages")
+    (site / "borrowed.pth").write_text("\n".join(_site_dirs()) + "\n")  # after the wheel's own
     pip = [sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps"]
     proc = subprocess.run([*pip, "--no-index", str(wheel)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -84,3 +84,11 @@ def test_wheel_classifies_without_tensorflow(wheel, tmp_path):
     probe = [str(py), "-c", "import fmnist_edge; print(fmnist_edge.__file__)"]
     out = subprocess.run(probe, capture_output=True, text=True, env=env, cwd=tmp_path).stdout
     assert out.startswith(str(env_dir))
+    # the runtime packages are the ones the suite runs with, wherever the user installed them
+    import ai_edge_litert
+    import numpy
+    import PIL
+
+    code = "import PIL, numpy, ai_edge_litert as a; print(PIL.__file__, numpy.__file__, a.__file__)"
+    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, env=env).stdout
+    assert out.split() == [PIL.__file__, numpy.__file__, ai_edge_litert.__file__]

@@ -25,7 +25,7 @@ from fmnist_edge.dataset import locate
 from fmnist_edge.dataset.sources import list_source
 
 from .config import OPTIMIZERS, TrainConfig, read_run_state
-from .recipes import RECIPES
+from .recipes import RECIPES, recipe_settings
 
 # Settings a resumed run may change: how long it trains, and how it runs on this machine.
 RESUME_MAY_CHANGE = frozenset({"epochs", "mixed_precision", "distribute", "data_dir"})
@@ -46,15 +46,15 @@ def _show(value: Any) -> str:
 def resolve_settings(
     given: dict[str, Any], out: Path | None, recipe: str | None, resume: bool
 ) -> TrainConfig:
-    """The run's settings: TrainConfig's defaults, then the recipe, then the flags the user gave.
+    """The run's settings: TrainConfig's defaults, then the recipe (its warm-up scaled to a run
+    shorter than it), then the flags the user gave.
 
     With ``resume`` the run directory is the single source instead: its recorded settings are
     taken whole, --epochs (and how to run: --mixed-precision, --distribute, --data-dir) may
     change, and any other flag that contradicts the run is refused, naming both values.
     """
     if not resume:
-        base = dict(RECIPES[recipe]) if recipe else {}
-        settings = {**base, **given, "recipe": recipe}
+        settings = {**recipe_settings(recipe, given), "recipe": recipe}
         out = out or _default_out(settings.get("arch", TrainConfig.arch))
         return TrainConfig(**settings, out=out)
     if out is None:

@@ -2,11 +2,18 @@
 
 A recipe fills in TrainConfig fields; any flag given on the command line still wins. Plain
 data, importable without Keras, like train.archs.
+
+A recipe's warm-up is epochs of its own run; a run too short for it (a smoke run of the edge
+recipe, ``--epochs 1 --limit 1000``) gets the same share of its own epochs instead, and a log
+line says so. A ``--warmup`` the user gave is never changed.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+log = logging.getLogger("fmnist.train")
 
 RECIPES: dict[str, dict[str, Any]] = {
     # The notebook's: Adam 1e-3, ReduceLROnPlateau on an 80/20 split, no augmentation.
@@ -35,3 +42,24 @@ RECIPES: dict[str, dict[str, Any]] = {
         "val_fraction": 0.0,
     },
 }
+
+
+def recipe_settings(name: str | None, given: dict[str, Any]) -> dict[str, Any]:
+    """Recipe ``name``'s settings (none without a name) with the flags ``given`` on top; the
+    recipe's warm-up scaled to a run that is not longer than it."""
+    recipe = RECIPES[name] if name else {}
+    settings = {**recipe, **given}
+    warmup, epochs = recipe.get("warmup", 0), settings.get("epochs")
+    if warmup and "warmup" not in given and epochs is not None and 1 <= epochs <= warmup:
+        settings["warmup"] = warmup * epochs / recipe["epochs"]
+        log.info(
+            "--recipe %s: --epochs %s is not longer than its %g-epoch warm-up; warming up for "
+            "%.3g epochs instead, the recipe's share (%g of %d; --warmup sets it)",
+            name,
+            epochs,
+            warmup,
+            settings["warmup"],
+            warmup,
+            recipe["epochs"],
+        )
+    return settings

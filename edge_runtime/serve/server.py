@@ -6,12 +6,17 @@ connection that has not sent a whole head ``header_timeout`` seconds after conne
 its last response. The body has its own deadline in the app (408). Beyond ``max_connections``
 uvicorn answers 503. On SIGTERM (systemd's stop) uvicorn stops accepting, lets the requests in
 flight finish (up to ``graceful_timeout`` s), and the process exits 0 (Ctrl-C too).
+
+The listening sockets are bound here, before uvicorn starts, so that a busy port or a host that
+is not this machine's is one line of ours (UsageError) rather than uvicorn's log and exit 3.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
+import socket
 import threading
 import warnings
 from collections.abc import Callable
@@ -104,6 +109,49 @@ class _Server(uvicorn.Server):
             self.on_ready(f"http://{f'[{host}]' if ':' in host else host}:{port}")
 
 
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Sockets bound to every address ``host`` resolves to (as asyncio's create_server binds
+    them), for uvicorn to serve. UsageError naming the address and what to do when it cannot."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise UsageError(
+            f"--host {host}: not an address of this machine or a name it can resolve "
+            f"({exc.strerror}); give an IP address, such as 127.0.0.1 or 0.0.0.0"
+        ) from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # an IPv6 socket must not also take the IPv4 one
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise UsageError(_bind_error(where, exc)) from None
+    return sockets
+
+
+def _bind_error(where: str, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"{where}: the port is already in use (another fmnist-serve?); "
+            "choose another --port, or --port 0 for any free one"
+        )
+    if exc.errno == errno.EACCES:
+        return f"{where}: permission denied (ports below 1024 need root); choose --port 1024 or up"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"{where}: not an address of this machine; give one of its own as --host, "
+            "or 0.0.0.0 for all of them"
+        )
+    return f"{where}: cannot listen there ({exc.strerror or exc})"
+
+
 def _exit_cleanly(signum: int, frame: Any) -> None:
     raise SystemExit(0)
 
@@ -133,7 +181,7 @@ def serve(
 ) -> None:
     """Serve ``pool`` (built from ``settings`` when None) until SIGTERM or SIGINT, then close
     it. ``on_ready`` gets the URL once the socket listens. Raises UsageError or ModelError
-    before listening when the settings or the model are wrong."""
+    before listening when the settings, the address or the model are wrong."""
     check_settings(settings)
     # open_image_bytes turns Pillow's bomb warning into an error inside warnings.catch_warnings,
     # which swaps a process-wide filter list; with workers in threads, another thread may
@@ -142,11 +190,12 @@ def serve(
     warnings.simplefilter("error", Image.DecompressionBombWarning)
     pool = pool or ClassifierPool(settings)
     try:
+        sockets = listen(settings.host, settings.port)
         server = _Server(uvicorn_config(settings, build_app(settings, pool, Metrics())), on_ready)
         if threading.current_thread() is threading.main_thread():
             # uvicorn drains, then re-raises the signal it caught: let it end in exit 0
             signal.signal(signal.SIGTERM, _exit_cleanly)
             signal.signal(signal.SIGINT, _exit_cleanly)
-        server.run()  # a port in use: uvicorn logs one line and exits 1
+        server.run(sockets=sockets)  # uvicorn closes them when it stops
     finally:
         pool.close()

@@ -53,6 +53,12 @@ class ImageError(FmnistError):
     exit_code = 1
 
 
+class OutputError(FmnistError):
+    """A result could not be written to the file the user named (disk full, permissions)."""
+
+    exit_code = 1
+
+
 class QualityError(FmnistError):
     """A result exists but misses a goal the user set (``--max-drop``)."""
 

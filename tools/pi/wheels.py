@@ -133,14 +133,17 @@ def host_venv(venv: Path, wheels: Path, reqs: list[str], log: Path) -> Path:
 
 
 def build_project_wheel(work: Path, log: Path) -> Path:
-    """fmnist-edge's wheel from this checkout (tracked and untracked, not ignored, files),
-    built in a copy so the checkout gets no build/ or egg-info."""
+    """fmnist-edge's wheel from this checkout (tracked and untracked, not ignored, files; not
+    a virtualenv made inside it, `python3 -m venv V`), built in a copy so the checkout gets no
+    build/ or egg-info."""
     src = work / "src"
     listing = run_process(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO)
     if listing.returncode or not listing.stdout:
         raise UsageError(f"{REPO}: not a git checkout, cannot list the project's files")
-    for name in listing.stdout.decode().split("\0"):
-        if name and (REPO / name).is_file():
+    names = [name for name in listing.stdout.decode().split("\0") if name]
+    venvs = tuple(name[: -len("pyvenv.cfg")] for name in names if name.endswith("/pyvenv.cfg"))
+    for name in names:
+        if (REPO / name).is_file() and not (venvs and name.startswith(venvs)):
             (src / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, src / name)
     (src / "README.md").touch()  # setup.cfg reads it as the long description

@@ -92,7 +92,7 @@ def bad_uploads(png: bytes) -> list[Upload]:
         Upload(_request(b""), 400, None),
         Upload(_request(b"this is not an image"), 415, None),
         Upload(_request(png[: len(png) // 2]), 422, None),
-        Upload(_request(bomb), 422, None),
+        Upload(_request(bomb), 413, None),  # more pixels than --max-pixels
         Upload(_request(png, "?mode=sideways"), 400, None),
         Upload(_request(png, "?top_k=99"), 400, None),
     ]

@@ -18,6 +18,7 @@ import click
 from fmnist_edge.common.cli import (
     debug_option,
     handle_errors,
+    max_pixels_option,
     model_option,
     route_logging,
     runtime_option,
@@ -25,6 +26,7 @@ from fmnist_edge.common.cli import (
 )
 from fmnist_edge.common.errors import UsageError
 
+from .budget import DecodeLimits, parse_pixels  # standard library only, like checks
 from .checks import MODES, TTA, check_top_k  # the library's own checks, without numpy
 
 
@@ -64,6 +66,7 @@ from .checks import MODES, TTA, check_top_k  # the library's own checks, without
     help="Also write id,label rows (file stem, class index), the hackathon's format, as results "
     "come (into a temporary file beside it, renamed into place at the end).",
 )
+@max_pixels_option(DecodeLimits.max_pixels)
 @model_option
 @threads_option
 @runtime_option
@@ -80,6 +83,7 @@ def main(
     as_json: bool,
     as_csv: bool,
     submission: str | None,
+    max_pixels: str,
     model: str | None,
     threads: int | None,
     runtime: str,
@@ -94,6 +98,7 @@ def main(
     if as_json and as_csv:
         raise UsageError("--json and --csv cannot be used together")
     check_top_k(top_k, "--top-k")
+    limits = DecodeLimits(max_pixels=parse_pixels(max_pixels))
     if submission and not Path(submission).resolve().parent.is_dir():
         raise UsageError(f"--submission {submission}: its directory does not exist")
     route_logging("fmnist_edge.edge_runtime", logging.WARNING, "warning: ")
@@ -124,7 +129,7 @@ def main(
         with rows as add_row:
             if as_csv:
                 click.echo(csv_line(csv_header(top_k)))
-            for outcome in classify_inputs(clf, images, mode=mode, top_k=top_k):
+            for outcome in classify_inputs(clf, images, mode=mode, top_k=top_k, limits=limits):
                 seen, failed = seen + 1, failed + (not outcome.ok)
                 if add_row is not None:
                     add_row(outcome)

@@ -29,11 +29,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from fmnist_edge.edge_runtime.preprocess import (
+from fmnist_edge.common.errors import (
     CorruptImageError,
     ImageBombError,
     ImageError,
+    ImageMemoryError,
     NotAnImageError,
+    TooManyPixelsError,
+    UnsupportedFormatError,
 )
 
 from .metrics import PATHS, Metrics
@@ -55,8 +58,11 @@ _HEADERS = [
 ]
 _IMAGE_PROBLEMS = (  # ImageError subclass -> (status, kind); the rest: 422 bad_image
     (NotAnImageError, 415, "not_image"),
+    (UnsupportedFormatError, 415, "unsupported_format"),
     (CorruptImageError, 422, "truncated"),
     (ImageBombError, 422, "bomb"),
+    (TooManyPixelsError, 413, "too_many_pixels"),
+    (ImageMemoryError, 503, "out_of_memory"),
 )
 
 

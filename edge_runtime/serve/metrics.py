@@ -15,8 +15,11 @@ QUANTILES = (0.5, 0.9, 0.99)
 ERROR_KINDS = (
     "empty",
     "not_image",
+    "unsupported_format",
     "truncated",
     "bomb",
+    "too_many_pixels",
+    "out_of_memory",
     "bad_image",
     "too_large",
     "too_many_images",

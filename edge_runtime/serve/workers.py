@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from fmnist_edge.edge_runtime.classifier import Classifier, read_model_bytes
-from fmnist_edge.edge_runtime.preprocess import open_image_bytes
+from fmnist_edge.edge_runtime.decode import open_image_bytes
 
 from .settings import ServeSettings
 
@@ -99,7 +99,7 @@ class ClassifierPool:
         results = []
         for name, data in uploads:
             start = time.perf_counter()
-            img = open_image_bytes(data, name, draft=mode != "raw", formats=UPLOAD_FORMATS)
+            img = open_image_bytes(data, name, formats=UPLOAD_FORMATS)
             pred = clf.predict(img, mode=mode, top_k=top_k)
             results.append(
                 {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -314,3 +315,26 @@ def test_an_interrupted_run_leaves_no_partial_submission(images, model, tmp_path
     assert any(name.startswith(".submission.csv.") for name in seen), seen  # streamed beside
     assert [p.name for p in out.iterdir()] == ["submission.csv"]
     assert sub.read_text() == "id,label\nmine,1\n"
+
+
+# --- issue 29: --model is a regular file of bounded size --------------------------------------
+
+
+def test_model_must_be_a_regular_file_of_bounded_size(tmp_path):
+    from fmnist_edge.common.errors import ModelError
+    from fmnist_edge.edge_runtime.classifier import read_model_bytes
+
+    os.mkfifo(tmp_path / "pipe.tflite")
+    with open(tmp_path / "huge.tflite", "wb") as fh:
+        fh.truncate(300 * 1024 * 1024)  # sparse: no disk used
+    cases = {
+        "/dev/zero": "/dev/zero: not a regular file, not a .tflite file",
+        str(tmp_path / "pipe.tflite"): "pipe.tflite: not a regular file, not a .tflite file",
+        str(tmp_path / "huge.tflite"): "huge.tflite: 300 MiB; a .tflite over 256 MiB is refused",
+    }
+    for path, words in cases.items():
+        with pytest.raises(ModelError, match=words):
+            read_model_bytes(path)
+        result = CliRunner().invoke(main, ["--model", path, str(tmp_path / "x.png")])
+        assert result.exit_code == 2 and result.output.strip().endswith(words), result.output
+        assert len(result.output.strip().splitlines()) == 1

@@ -29,6 +29,7 @@ MIB = 1024 * 1024
 _PIXELS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
 _NEXT_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # skips fill bytes, RSTn, stuffing
 _STRIP_TAGS = (273, 279, 324, 325)  # TIFF StripOffsets, StripByteCounts, TileOffsets, ...Counts
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type: gray, RGB, palette, +alpha
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,13 @@ class DecodeLimits:
 @dataclass(frozen=True)
 class Structure:
     """What the walk saw: the format it walked (None: not one it walks), the size its header
-    gives (width, height; None where it did not see one) and a JPEG's scans (1: baseline)."""
+    gives (width, height; None where it did not see one), a JPEG's scans (1: baseline) and a
+    PNG's bits per pixel as stored (a 16-bit RGBA pixel is 64: twice the inflating)."""
 
     format: str | None = None
     size: tuple[int, int] | None = None
     scans: int = 0
+    bits: int = 0
 
 
 def parse_pixels(text: str, option: str = "--max-pixels") -> int:
@@ -91,11 +94,12 @@ def _too_many(name: str, what: str, limit: int, why: str) -> ImageBombError:
 
 
 def _png(buf: memoryview, name: str, limits: DecodeLimits) -> Structure:
-    pos, chunks, text, size = 8, 0, 0, None
+    pos, chunks, text, size, bits = 8, 0, 0, None, 0
     while pos + 8 <= len(buf):
         length, kind = struct.unpack_from(">I4s", buf, pos)
-        if kind == b"IHDR" and pos + 16 <= len(buf):
-            size = struct.unpack_from(">II", buf, pos + 8)
+        if kind == b"IHDR" and pos + 18 <= len(buf):
+            *size, depth, colour = struct.unpack_from(">IIBB", buf, pos + 8)
+            bits = depth * _PNG_CHANNELS.get(colour, 1)
         chunks += 1
         if chunks > limits.max_segments:
             why = "Pillow parses each chunk in Python"
@@ -111,7 +115,7 @@ def _png(buf: memoryview, name: str, limits: DecodeLimits) -> Structure:
         if kind == b"IEND":
             break
         pos += 12 + length
-    return Structure("PNG", size)
+    return Structure("PNG", tuple(size) if size else None, bits=bits)
 
 
 def _text_bytes(kind: bytes, data: memoryview, budget: int) -> int:

@@ -147,8 +147,8 @@ def count(img: Image.Image, structure: Structure, side: int) -> tuple[int, str]:
     """Set ``img`` (opened, not decoded) to decode a JPEG at reduced scale when it is larger
     than needed, and say how many pixels decoding it costs: its size, at the reduced scale
     for a JPEG; a progressive JPEG's coefficients (one pixel per two colour samples) once per
-    10 of its scans; a TIFF's strip buffer on top (4 bytes a pixel); a WebP 4 times, an RLE
-    BMP 16 times. Returns (pixels, what it is)."""
+    10 of its scans; a TIFF's strip buffer on top (4 bytes a pixel); a 16-bit colour PNG per 4
+    bytes of pixel; a WebP 4 times, an RLE BMP 16 times. Returns (pixels, what it is)."""
     width, height = img.size
     what = f"{width}x{height} {img.format or 'image'}"
     if img.format == "JPEG":
@@ -175,6 +175,10 @@ def count(img: Image.Image, structure: Structure, side: int) -> tuple[int, str]:
         if buffer > width * height // 8:
             what += f" (read through a {bits * area // 8:,}-byte strip)"
         return width * height + buffer, what
+    if img.format == "PNG" and structure.bits > 32:  # 16-bit colour: twice the data to inflate
+        return math.ceil(
+            width * height * structure.bits / 32
+        ), f"{what} of {structure.bits}-bit pixels"
     if img.format == "WEBP":
         return width * height * _WEBP_COPIES, f"{what} (its decoder holds {_WEBP_COPIES} copies)"
     if img.format == "BMP" and img.tile and img.tile[0][0] == "bmp_rle":

@@ -53,6 +53,8 @@ def test_huge_images_are_refused_from_their_header_with_size_and_limit():
              "10,000,000-pixel limit (--max-pixels)")
     progressive = hostile.claiming(hostile.jpeg(64, 64, progressive=True), 9000, 9000)
     _refused(progressive, TooManyPixelsError, "9000x9000 progressive JPEG of")
+    wide = hostile.claiming(hostile.png16(8, 8), 3000, 3000)  # 16-bit RGBA: 8 bytes a pixel
+    _refused(wide, TooManyPixelsError, "3000x3000 PNG of 64-bit pixels is 18,000,000 pixels")
     _refused(hostile.rle_bmp(4000, 4000), TooManyPixelsError,
              "4000x4000 RLE BMP (decoded in Python) is 256,000,000 pixels")
     # a baseline JPEG counts at the scale it is decoded at: 9000x9000 decodes at 1/8

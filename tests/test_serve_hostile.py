@@ -253,7 +253,7 @@ def test_warnings_are_logged_once_per_kind_and_counted(server):
 def test_a_client_that_hangs_up_is_counted_and_its_images_skipped():
     srv = start_server(["--workers", "1"])
     try:
-        slow = hostile.png16(3162, 3162)  # the budget's worst PNG: a few tenths of a second
+        slow = hostile.png16(2236, 2236)  # the budget's worst PNG: a few tenths of a second
         busy = threading.Thread(target=lambda: _post(srv, slow, "?mode=raw"))
         busy.start()
         assert wait_for(lambda: metric(srv, "fmnist_serve_in_flight") >= 2, 20, step=0.02)
@@ -314,7 +314,7 @@ def test_a_graceful_shutdown_that_runs_out_answers_json_503_and_exits_in_time():
 def test_a_decode_in_flight_does_not_hold_the_exit():
     srv = start_server(["--graceful-timeout", "1", "--workers", "1"])
     try:
-        slow = hostile.png16(3162, 3162)
+        slow = hostile.png16(2236, 2236)
         replies = []
         threads = [threading.Thread(target=lambda: replies.append(_post(srv, slow, "?mode=raw")))
                    for _ in range(3)]  # one decoding, two queued behind it

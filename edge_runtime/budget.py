@@ -62,10 +62,10 @@ class Structure:
 
 
 def parse_pixels(text: str, option: str = "--max-pixels") -> int:
-    """'12M', '500K', '12000000' -> pixels (decimal units: megapixels as cameras count them)."""
+    """'10M', '500K', '10000000' -> pixels (decimal units: megapixels as cameras count them)."""
     match = _PIXELS.match(str(text))
     if not match:
-        raise UsageError(f"{option} {text!r}: not a pixel count (examples: 12M, 500K, 4000000)")
+        raise UsageError(f"{option} {text!r}: not a pixel count (examples: 10M, 500K, 4000000)")
     value = float(match.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[match.group(2).lower()]
     if value < 1:
         raise UsageError(f"{option} {text!r}: must be at least 1 pixel")

@@ -240,18 +240,17 @@ def _decode(
 ) -> Decoded:
     """Walk ``buf`` (the bytes of ``fp``), open, count, decode and reduce ``fp``."""
     structure = walk(buf, name, limits)
-    size, fmt = "the image", ""  # what is known of it, for the messages
+    fmt, what = None, "the image"  # what is known of it, for the messages
     try:
         # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; both are refusals.
         # The filter is restored on exit: no global state is left changed.
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(fp, formats=formats)
-            fmt = f"{img.format} " if img.format else ""
+            fmt = img.format
             pixels, what = count(img, structure, side)
             if pixels > limits.max_pixels:
                 raise TooManyPixelsError(name, what, pixels, limits.max_pixels)
-            size = what
             img.load()  # frame 0 only: an animation's later frames are never decoded
             return Decoded(_reduced(img, side), pixels)
     except ImageError:
@@ -260,22 +259,22 @@ def _decode(
         found = _PILLOW_GUARD.search(str(exc))  # "Image size (N pixels) exceeds limit ..."
         if found is None:
             raise ImageBombError(f"{name}: possible decompression bomb ({exc})") from None
-        what = "the image"
         if structure.size is not None:
             what = f"{structure.size[0]}x{structure.size[1]} {structure.format}"
         raise TooManyPixelsError(name, what, int(found.group(1)), limits.max_pixels) from None
     except Image.UnidentifiedImageError:
         raise _unreadable(name, bytes(buf[:256]), formats) from None
     except MemoryError:
-        raise ImageMemoryError(f"{name}: out of memory while decoding {size}") from None
+        raise ImageMemoryError(f"{name}: out of memory while decoding {what}") from None
     except PermissionError:
         raise ImageError(f"{name}: permission denied") from None
     except Exception as exc:  # decoders raise OSError, SyntaxError, struct.error...
         if isinstance(exc, ValueError) and ("too large" in str(exc) or "Too much" in str(exc)):
             # Pillow's own limits on PNG text (ours are lower: not reached)
             raise ImageBombError(f"{name}: a decompression bomb in its metadata ({exc})") from None
-        fmt = fmt or f"{identify(bytes(buf[:256])) or ''} ".lstrip()
-        raise CorruptImageError(f"{name}: corrupt or truncated {fmt}image ({exc})") from None
+        fmt = fmt or identify(bytes(buf[:256]))
+        kind = f"{fmt} image" if fmt else "image"
+        raise CorruptImageError(f"{name}: corrupt or truncated {kind} ({exc})") from None
 
 
 def open_image(

@@ -330,3 +330,21 @@ def test_a_decode_in_flight_does_not_hold_the_exit():
         assert {r.status for r in replies} <= {200, 503}
     finally:
         srv.stop()
+
+
+def test_bad_options_and_models_are_one_line_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from fmnist_edge.edge_runtime.serve.cli import main
+
+    cases = {
+        ("--model", "/dev/zero"): "error: /dev/zero: not a regular file, not a .tflite file",
+        ("--max-pixels", "lots"): "error: --max-pixels 'lots': not a pixel count (examples: "
+        "10M, 500K, 4000000)",
+        ("--max-head", "100"): "error: --max-head must be at least 1K (got 100)",
+        ("--allow-host", "not a name"): "error: --allow-host 'not a name': not a host name "
+        "(fmnist.example.org)",
+    }
+    for args, line in cases.items():
+        result = CliRunner().invoke(main, ["--port", "0", *args], env={"FMNIST_SERVE_TOKEN": None})
+        assert result.exit_code == 2 and result.output.strip().splitlines() == [line], result.output

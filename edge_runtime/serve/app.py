@@ -74,7 +74,7 @@ _IMAGE_PROBLEMS = (  # ImageError subclass -> (status, kind); the rest: 422 bad_
     (TooManyPixelsError, 413, "too_many_pixels"),
     (ImageMemoryError, 503, "out_of_memory"),
 )
-RETRY_AFTER = {503: "1"}  # seconds a client should wait before trying again
+RETRY_AFTER_S = 1  # how long a client refused as busy is told to wait
 _LOOPBACK_NAMES = frozenset({"localhost"})
 
 
@@ -83,7 +83,7 @@ def _problem_headers(problem: Problem, close: bool) -> dict[str, str]:
     if problem.status == 401:
         headers["www-authenticate"] = 'Bearer realm="fmnist-serve"'
     if problem.kind == "busy":
-        headers["retry-after"] = RETRY_AFTER[503]
+        headers["retry-after"] = str(RETRY_AFTER_S)
     return headers
 
 

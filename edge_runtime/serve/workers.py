@@ -29,7 +29,7 @@ import numpy as np
 
 from fmnist_edge.common.errors import TooManyPixelsError
 from fmnist_edge.edge_runtime.classifier import Classifier, read_model_bytes
-from fmnist_edge.edge_runtime.decode import decode_bytes
+from fmnist_edge.edge_runtime.decode import Decoded, decode_bytes
 
 from .settings import ServeSettings
 
@@ -93,7 +93,7 @@ class ClassifierPool:
         # The executor starts at most max_workers threads, one per Classifier put above.
         self._local.clf = self._spare.get_nowait()
 
-    def _decode(self, name: str, data: bytes, spent: int):
+    def _decode(self, name: str, data: bytes, spent: int) -> Decoded:
         """One upload decoded within what is left of its request's pixel budget."""
         limits = self.settings.decode
         left = dataclasses.replace(limits, max_pixels=max(1, limits.max_pixels - spent))

@@ -114,7 +114,7 @@ def classify_inputs(
     for item in expand_inputs(args):
         if item.ok:
             try:
-                pending.append((item.path, to_array(item.path, mode, limits)))
+                pending.append((item.path, to_array(item.path, mode, limits=limits)))
             except ImageError as exc:
                 item = Outcome(item.path, error=str(exc))
         if not item.ok:

@@ -217,7 +217,7 @@ def photo(img: Image.Image) -> np.ndarray:
 
 
 def to_array(
-    source: ImageSource, mode: str = "auto", limits: DecodeLimits | None = None
+    source: ImageSource, mode: str = "auto", *, limits: DecodeLimits | None = None
 ) -> np.ndarray:
     """A path, encoded image bytes, PIL image or numpy array -> (28, 28) uint8, a light
     object on a dark background. A path or bytes are decoded within ``limits`` (None: the

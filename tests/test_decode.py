@@ -170,7 +170,7 @@ def test_the_limit_is_the_callers(tmp_path):
         decode_bytes(png, "x", limits=DecodeLimits(max_pixels=9_999))
     (tmp_path / "small.png").write_bytes(png)
     with pytest.raises(TooManyPixelsError):
-        to_array(tmp_path / "small.png", "raw", DecodeLimits(max_pixels=5_000))
+        to_array(tmp_path / "small.png", "raw", limits=DecodeLimits(max_pixels=5_000))
     assert to_array(tmp_path / "small.png", "raw").shape == (28, 28)  # the default: 10M
 
 

@@ -70,6 +70,7 @@ from .settings import HTTP_PARSERS
 @click.option(
     "--max-head",
     default="16K",
+    metavar="SIZE",
     show_default=True,
     help="Largest request head, request line and headers (bytes, or with K: 32K); beyond: 431.",
 )

@@ -136,18 +136,19 @@ class ClassifierPool:
             )
         return results
 
-    async def classify(
+    def classify(
         self,
         uploads: list[tuple[str, bytes]],
         mode: str,
         top_k: int,
         gone: threading.Event | None = None,
-    ) -> list[dict[str, Any]]:
-        """Decode and classify ``uploads`` in a worker; one result dict per upload, in order
-        (fewer once ``gone`` is set: the worker stops before its next image)."""
+    ) -> asyncio.Future[list[dict[str, Any]]]:
+        """Decode and classify ``uploads`` in a worker: a future of one result dict per upload,
+        in order (fewer once ``gone`` is set: the worker stops before its next image).
+        Cancelling the future drops the job if it has not started."""
         loop = asyncio.get_running_loop()
         job = self._classify
-        return await loop.run_in_executor(self._executor, job, uploads, mode, top_k, gone)
+        return loop.run_in_executor(self._executor, job, uploads, mode, top_k, gone)
 
     def close(self) -> None:
         """Wait for the images being decoded (each within its budget); drop queued jobs."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fmnist_edge.common.errors import ImageError
 
+from .budget import DecodeLimits
 from .checks import check_top_k
 from .classifier import Classifier, Prediction
 
@@ -92,9 +93,11 @@ def classify_inputs(
     mode: str = "auto",
     top_k: int = 1,
     chunk: int = CHUNK,
+    limits: DecodeLimits | None = None,
 ) -> Iterator[Outcome]:
-    """Outcomes for every image the arguments name, in order, streamed chunk by chunk. A bad
-    input becomes an error Outcome; the others are still classified."""
+    """Outcomes for every image the arguments name, in order, streamed chunk by chunk, each
+    decoded within ``limits`` (None: the defaults). A bad input becomes an error Outcome; the
+    others are still classified."""
     mode = clf.resolve_mode(mode)  # photo and auto are Fashion-MNIST's: raw for other models
     check_top_k(top_k)
     pending: list[tuple[str, object]] = []
@@ -110,7 +113,7 @@ def classify_inputs(
     for item in expand_inputs(args):
         if item.ok:
             try:
-                pending.append((item.path, clf.to_array(item.path, mode)))
+                pending.append((item.path, clf.to_array(item.path, mode, limits=limits)))
             except ImageError as exc:
                 item = Outcome(item.path, error=str(exc))
         if not item.ok:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 
 from fmnist_edge.common.errors import ImageError, ModelError, UsageError
 
+from .budget import DecodeLimits
 from .checks import check_mode, check_top_k, check_tta
 from .interpreter import TensorSpec, TFLiteModel, load_runtime
 from .metadata import check_tflite
@@ -34,6 +36,8 @@ from .record import ModelRecord
 
 log = logging.getLogger(__name__)
 BUNDLED_MODEL = "models/default.tflite"  # inside the edge_runtime package
+MIB = 1024 * 1024
+MAX_MODEL_BYTES = 256 * MIB  # a Pi-sized model is a few MiB; the notebook's float32 is 47 MiB
 _SIGN_BIT = np.uint8(128)
 
 
@@ -60,13 +64,32 @@ def read_model_bytes(model_path: str | os.PathLike | None) -> tuple[bytes, str]:
         return bundled.read_bytes(), f"<bundled {BUNDLED_MODEL}>"
     path = Path(model_path)
     try:
-        return path.read_bytes(), str(path)
+        # O_NONBLOCK: a FIFO must not block the open; it is refused below, as a device is
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise ModelError(f"{path}: model file not found") from None
     except IsADirectoryError:
         raise ModelError(f"{path}: is a directory, not a .tflite file") from None
     except OSError as exc:
         raise ModelError(f"{path}: cannot read model ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ModelError(f"{path}: is a directory, not a .tflite file")
+        if not stat.S_ISREG(info.st_mode):  # /dev/zero or a FIFO would be read without end
+            raise ModelError(f"{path}: not a regular file, not a .tflite file")
+        if info.st_size > MAX_MODEL_BYTES:
+            raise ModelError(
+                f"{path}: {info.st_size / MIB:,.0f} MiB; a .tflite over "
+                f"{MAX_MODEL_BYTES // MIB} MiB is refused"
+            )
+        try:
+            content = fh.read(MAX_MODEL_BYTES + 1)  # a file that grew since: still bounded
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot read model ({exc.strerror or exc})") from None
+    if len(content) > MAX_MODEL_BYTES:
+        raise ModelError(f"{path}: over {MAX_MODEL_BYTES // MIB} MiB; refused")
+    return content, str(path)
 
 
 def _record(content: bytes, name: str, model: TFLiteModel) -> tuple[ModelRecord, bool]:
@@ -285,10 +308,14 @@ class Classifier:
         check_top_k(top_k)
         return self._result(self._proba(self.to_array(image, mode)[None])[0], top_k)
 
-    def to_array(self, image: ImageSource, mode: str = "auto") -> np.ndarray:
-        """One image as this model takes it: decoded, converted to its colour and fitted to its
-        size (preprocess.to_array, with ``mode`` resolved for the model)."""
-        return to_array(image, self.resolve_mode(mode), self.image_size, self.color)
+    def to_array(
+        self, image: ImageSource, mode: str = "auto", *, limits: DecodeLimits | None = None
+    ) -> np.ndarray:
+        """One image as this model takes it: decoded within ``limits`` (None: the defaults),
+        converted to its colour and fitted to its size (preprocess.to_array, with ``mode``
+        resolved for the model)."""
+        mode = self.resolve_mode(mode)
+        return to_array(image, mode, self.image_size, self.color, limits=limits)
 
     def predict_batch(
         self, images: Iterable[ImageSource], mode: str = "auto", top_k: int = 3

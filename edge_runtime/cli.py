@@ -18,6 +18,7 @@ import click
 from fmnist_edge.common.cli import (
     debug_option,
     handle_errors,
+    max_pixels_option,
     model_option,
     route_logging,
     runtime_option,
@@ -25,6 +26,7 @@ from fmnist_edge.common.cli import (
 )
 from fmnist_edge.common.errors import RuntimeUnavailable, UsageError
 
+from .budget import DecodeLimits, parse_pixels  # standard library only, like checks
 from .checks import MODES, TTA, check_top_k  # the library's own checks, without numpy
 
 # import name -> the package that provides it, where they differ
@@ -78,6 +80,7 @@ def _missing_package(exc: ImportError) -> Exception:
     help="Also write id,label rows (file stem, class index), the hackathon's format, as results "
     "come (into a temporary file beside it, renamed into place at the end).",
 )
+@max_pixels_option(DecodeLimits.max_pixels)
 @model_option
 @threads_option
 @runtime_option
@@ -94,13 +97,15 @@ def main(
     as_json: bool,
     as_csv: bool,
     submission: str | None,
+    max_pixels: str,
     model: str | None,
     threads: int | None,
     runtime: str,
     verbose: bool,
     debug: bool,
 ) -> None:
-    """Print what piece of clothing each IMAGE shows: `path: Label (p%)`.
+    """Print the class of each IMAGE: `path: Label (p%)` (with the bundled model, which piece
+    of clothing it shows; with a model of your own data, which of its classes).
 
     IMAGE is a file, a directory (its images) or a glob pattern ('imgs/*.png').
     Exit status: 0 all classified, 1 some inputs failed, 2 usage or model error.
@@ -108,6 +113,7 @@ def main(
     if as_json and as_csv:
         raise UsageError("--json and --csv cannot be used together")
     check_top_k(top_k, "--top-k")
+    limits = DecodeLimits(max_pixels=parse_pixels(max_pixels))
     if submission and not Path(submission).resolve().parent.is_dir():
         raise UsageError(f"--submission {submission}: its directory does not exist")
     route_logging("fmnist_edge.edge_runtime", logging.WARNING, "warning: ")
@@ -156,7 +162,7 @@ def main(
     with rows as add_row:
         if as_csv:
             show(csv_line(csv_header(top_k)))
-        for outcome in classify_inputs(clf, images, mode=mode, top_k=top_k):
+        for outcome in classify_inputs(clf, images, mode=mode, top_k=top_k, limits=limits):
             seen, failed = seen + 1, failed + (not outcome.ok)
             if add_row is not None:
                 add_row(outcome)

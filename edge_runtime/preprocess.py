@@ -1,52 +1,46 @@
-"""Any image -> one (28, 28) uint8 Fashion-MNIST-style array: a light object on a dark background.
+"""Any image -> the model's pixels: one (28, 28) uint8 Fashion-MNIST-style array (a light object
+on a dark background) by default, or (H, W) gray / (H, W, 3) RGB for a model of its own data.
 
 Two modes:
-- ``raw``: the image is already in Fashion-MNIST form (a light object on dark); it is made 8-bit
-  grayscale, and an image of another size is fitted into 28x28 keeping its aspect ratio
-  (averaged down, or interpolated up), padded centred with its own border's gray.
-- ``photo``: a product photo on a light background, converted the way Zalando made the dataset
+- ``raw``: the image is already in the model's form (for Fashion-MNIST, a light object on
+  dark); it is made 8-bit gray or RGB, and an image of another size is fitted into the model's
+  keeping its aspect ratio (averaged down, or interpolated up), padded centred with its own
+  border's colour. Own-data models take only this mode: it is also how their training images
+  were converted (fmnist_edge.dataset.decode).
+- ``photo`` (Fashion-MNIST only): a product photo on a light background, converted the way
+  Zalando made the dataset
   (Xiao et al. 2017, section 2): trim edges close to the corner colour, resize the longest edge
   to 28, sharpen with a Gaussian of radius and sigma 1.0, pad the short edge to 28 (centred),
   negate, 8-bit grayscale.
 - ``auto``: ``raw`` for a grayscale image that is 28x28 or has a dark border (a 56x56 test
   image, say: darker than mid-gray, transparency counting as light), ``photo`` for the rest.
 
-Files are opened defensively: EXIF orientation applied, alpha composited onto the background
-(white for photos, black for raw images), palette / 16-bit / CMYK converted, only the first
-frame of an animation used, and images above Pillow's pixel limit refused as decompression
-bombs. Every failure is an ImageError naming the file.
+Files and bytes are opened by decode.py, within a budget (DecodeLimits) and already reduced;
+here, EXIF orientation is applied, alpha composited onto the background (white for photos, black
+for raw images), palette / 16-bit / CMYK converted. Every failure is an ImageError naming the
+file.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import warnings
-from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
-from fmnist_edge.common.errors import ImageError
+# The image errors, re-exported: fmnist-serve and older callers import them here.
+from fmnist_edge.common.errors import CorruptImageError as CorruptImageError
+from fmnist_edge.common.errors import ImageBombError as ImageBombError
+from fmnist_edge.common.errors import ImageError, ImageMemoryError
+from fmnist_edge.common.errors import NotAnImageError as NotAnImageError
 
+from .budget import DecodeLimits
 from .checks import MODES as MODES  # re-exported: fmnist-serve and older callers import it here
 from .checks import check_mode
+from .decode import DECODE_SIDE, SIDE, open_image, open_image_bytes, reduce_by, transpose_for
 
-SIDE = 28
 TRIM_FUZZ = 0.05  # trim pixels within 5% of the maximum RGB distance of the corner colour
-_DRAFT_SIDE = 8 * SIDE  # JPEGs are decoded at a reduced scale no smaller than this
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
-_MAGIC = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP"}
-_ORIENTATION = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 # ImageMagick's "-sharpen 1x1" (a 3x3 Gaussian, sigma 1) reduces to x + 0.83 * (x - blur(x)).
 _G = np.exp(-(np.array([1.0, 0.0, 1.0]) ** 2) / 2.0)
 _BLUR = np.outer(_G, _G) / np.outer(_G, _G).sum()
@@ -56,87 +50,11 @@ _SHARPEN_AMOUNT = np.outer(_G, _G).sum() / (np.outer(_G, _G).sum() + 1.0)
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
 
-# --- opening -------------------------------------------------------------------------------
-
-
-class NotAnImageError(ImageError):
-    """The bytes are in no image format Pillow recognises (or are empty)."""
-
-
-class CorruptImageError(ImageError):
-    """A recognised format whose data is corrupt or cut short."""
-
-
-class ImageBombError(ImageError):
-    """Over Pillow's ``Image.MAX_IMAGE_PIXELS``: a possible decompression bomb."""
-
-
-def _unreadable(name: str, head: bytes) -> ImageError:
-    """Pillow recognised no format: say whether the file is empty, cut short or not an image."""
-    if not head:
-        return NotAnImageError(f"{name}: empty file (0 bytes)")
-    for magic, fmt in _MAGIC.items():
-        if head.startswith(magic):
-            return CorruptImageError(f"{name}: corrupt or truncated {fmt} image")
-    return NotAnImageError(f"{name}: not an image (unrecognised format)")
-
-
-def _decode(fp: Path | BinaryIO, name: str, draft: bool, formats: tuple[str, ...] | None):
-    """Image.open and load frame 0 of ``fp``, every failure an ImageError naming ``name``."""
-    try:
-        # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; both are bombs here.
-        # The filter is restored on exit: no global state is left changed.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(fp, formats=formats)
-            if draft and img.format == "JPEG" and max(img.size) > 2 * _DRAFT_SIDE:
-                img.draft(None, (_DRAFT_SIDE, _DRAFT_SIDE))
-            img.load()  # frame 0 only: an animation's later frames are never decoded
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageBombError(
-            f"{name}: image too large, possible decompression bomb ({exc})"
-        ) from None
-    except Image.UnidentifiedImageError:
-        if isinstance(fp, Path):
-            with open(fp, "rb") as fh:
-                head = fh.read(8)
-        else:
-            fp.seek(0)
-            head = fp.read(8)
-        raise _unreadable(name, head) from None
-    except PermissionError:
-        raise ImageError(f"{name}: permission denied") from None
-    except Exception as exc:  # decoders raise OSError, SyntaxError, ValueError, struct.error...
-        raise CorruptImageError(f"{name}: corrupt or truncated image ({exc})") from None
-    return img
-
-
-def open_image(path: str | os.PathLike, *, draft: bool = True) -> Image.Image:
-    """Open ``path`` and decode its first frame, refusing anything over Pillow's
-    ``Image.MAX_IMAGE_PIXELS`` (a decompression bomb). With ``draft``, a JPEG larger than needed
-    for photo mode is decoded at 1/2, 1/4 or 1/8 scale (much faster on a Pi)."""
-    path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: file not found")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a directory")
-    return _decode(path, str(path), draft, None)
-
-
-def open_image_bytes(
-    data: bytes, name: str, *, draft: bool = True, formats: tuple[str, ...] | None = None
-) -> Image.Image:
-    """``open_image`` for bytes in memory (an upload): nothing is written to disk. ``formats``
-    limits the decoders Pillow may try (a server should not hand strangers' bytes to all)."""
-    return _decode(io.BytesIO(data), name, draft, formats)
+# --- opening (decode.py decodes) ------------------------------------------------------
 
 
 def _oriented(img: Image.Image) -> Image.Image:
-    try:
-        orientation = img.getexif().get(0x0112, 1)  # EXIF Orientation
-    except Exception:  # a malformed EXIF block must not make a readable image fail
-        return img
-    method = _ORIENTATION.get(orientation)
+    method = transpose_for(img)  # EXIF Orientation
     return img.transpose(method) if method is not None else img
 
 
@@ -295,19 +213,12 @@ def _sharpen(x: np.ndarray) -> np.ndarray:
 def _shrink(img: Image.Image, side: int = SIDE) -> Image.Image:
     """A large image box-reduced to about 224-447 px on its long side (at least 8x ``side``,
     the output's) before any float work (an 8000x6000 PNG would otherwise need gigabytes on a
-    Pi). JPEGs arrive here already reduced by ``draft``; averaging first is also what the
-    final resize does anyway."""
-    factor = max(img.size) // max(_DRAFT_SIDE, 8 * side)
+    Pi). Files and bytes arrive here already reduced by decode.py: this is for PIL images and
+    arrays given directly; averaging first is also what the final resize does anyway."""
+    factor = max(img.size) // max(DECODE_SIDE, 8 * side)
     if factor < 2:
         return img
-    if img.mode in ("1", "P", "PA"):  # indices and bits cannot be averaged: expand first
-        img = img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
-    elif img.mode.startswith("I;16"):
-        img = img.convert("I")
-    premultiplied = {"RGBA": "RGBa", "LA": "La"}.get(img.mode)
-    if premultiplied:  # average colours weighted by alpha, not transparent pixels' colour
-        return img.convert(premultiplied).reduce(factor).convert(img.mode)
-    return img.reduce(factor)
+    return reduce_by(img, factor)
 
 
 def photo(img: Image.Image) -> np.ndarray:
@@ -333,11 +244,14 @@ def to_array(
     mode: str = "auto",
     size: tuple[int, int] = (SIDE, SIDE),
     color: str = "grayscale",
+    *,
+    limits: DecodeLimits | None = None,
 ) -> np.ndarray:
     """A path, encoded image bytes, PIL image or numpy array -> the model's pixels: (H, W)
     uint8 for "grayscale", (H, W, 3) for "rgb"; ``size`` is the model's (height, width).
     ``photo`` and ``auto`` are Fashion-MNIST's conversions (28x28 gray, a light object on a
-    dark background); for any other model the caller passes ``raw``."""
+    dark background); for any other model the caller passes ``raw``. A path or bytes are
+    decoded within ``limits`` (None: the defaults)."""
     check_mode(mode)
     if mode != "raw" and (size != (SIDE, SIDE) or color != "grayscale"):
         raise ValueError(f"mode {mode!r} makes 28x28 gray images only")
@@ -350,10 +264,10 @@ def to_array(
         img, name = source, "image"
     elif isinstance(source, (bytes, bytearray, memoryview)):  # a PNG or JPEG in memory
         name = "image bytes"
-        img = open_image_bytes(bytes(source), name, draft=mode != "raw")
+        img = open_image_bytes(bytes(source), name, limits=limits, side=max(size))
     else:
         name = str(source)
-        img = open_image(source, draft=mode != "raw")
+        img = open_image(source, limits=limits, side=max(size))
     try:
         img = _oriented(img)
         if mode == "auto":  # Fashion-MNIST-like: gray, and 28x28 or light on a dark border
@@ -362,5 +276,7 @@ def to_array(
         return raw(img, name, size, color) if mode == "raw" else photo(img)
     except ImageError:
         raise
+    except MemoryError:
+        raise ImageMemoryError(f"{name}: out of memory while converting the image") from None
     except Exception as exc:  # a decoder that fails late, on a lazily loaded PIL image
         raise ImageError(f"{name}: cannot convert image ({type(exc).__name__}: {exc})") from None

@@ -23,7 +23,7 @@ TRAINING_MODULES = {
     "test_new_user.py",
 }
 # Modules whose tests start servers or a browser: not training, but seconds each.
-PROCESS_MODULES = {"test_serve.py", "test_serve_page.py", "test_wheel.py"}
+PROCESS_MODULES = {"test_serve.py", "test_serve_hostile.py", "test_serve_page.py", "test_wheel.py"}
 DATA_FIXTURES = {"fmnist_train", "fmnist_test"} | TRAINING_FIXTURES
 NO_DATA = (
     "Fashion-MNIST not found: apt-get install dataset-fashion-mnist "

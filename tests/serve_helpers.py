@@ -136,6 +136,24 @@ def multipart(parts: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
     return out, f"multipart/form-data; boundary={boundary}"
 
 
+def assert_problem(reply: Reply, status: int, kind: str) -> str:
+    """``reply`` is fmnist-serve's JSON refusal ``kind`` with ``status``; its one-line message."""
+    assert reply.status == status, reply.body
+    problem = reply.json()
+    assert problem["error"] == kind and problem["status"] == status
+    assert problem["message"] and "\n" not in problem["message"]
+    return problem["message"]
+
+
+def metric(server: Server, series: str) -> float:
+    """The value of one series of /metrics (0 when absent)."""
+    text = call(server, "GET", "/metrics").body.decode()
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
     """A real PNG whose header declares ``width`` x ``height`` pixels (900M by default, ten
     times Pillow's limit): a decompression bomb's signature, without the gigabytes."""

@@ -184,7 +184,7 @@ def test_bad_inputs_each_get_one_line_and_the_rest_are_classified(images, model,
     records = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert as_json.exit_code == 1 and len(records) == len(args)
     assert [set(r) for r in records[1:-1]] == [{"path", "error"}] * (len(args) - 2)
-    assert "decompression bomb" in records[5]["error"]
+    assert "40000x40000 PNG is 1,600,000,000 pixels to decode" in records[5]["error"]
 
 
 def test_modes(images, model):
@@ -392,3 +392,25 @@ def test_missing_pillow_is_one_line_like_a_missing_litert(tmp_path):
     assert result.returncode == 2, result.stderr
     expected = "error: Pillow is not installed (No module named 'PIL'): pip install pillow\n"
     assert result.stderr == expected
+
+# --- issue 29: --model is a regular file of bounded size --------------------------------------
+
+
+def test_model_must_be_a_regular_file_of_bounded_size(tmp_path):
+    from fmnist_edge.common.errors import ModelError
+    from fmnist_edge.edge_runtime.classifier import read_model_bytes
+
+    os.mkfifo(tmp_path / "pipe.tflite")
+    with open(tmp_path / "huge.tflite", "wb") as fh:
+        fh.truncate(300 * 1024 * 1024)  # sparse: no disk used
+    cases = {
+        "/dev/zero": "/dev/zero: not a regular file, not a .tflite file",
+        str(tmp_path / "pipe.tflite"): "pipe.tflite: not a regular file, not a .tflite file",
+        str(tmp_path / "huge.tflite"): "huge.tflite: 300 MiB; a .tflite over 256 MiB is refused",
+    }
+    for path, words in cases.items():
+        with pytest.raises(ModelError, match=words):
+            read_model_bytes(path)
+        result = CliRunner().invoke(main, ["--model", path, str(tmp_path / "x.png")])
+        assert result.exit_code == 2 and result.output.strip().endswith(words), result.output
+        assert len(result.output.strip().splitlines()) == 1

@@ -5,8 +5,10 @@
                  thread-safe), and what one classification returns
     uploads.py   the request body: size limit, read deadline, raw or multipart, in memory only
     metrics.py   counters and latency percentiles in Prometheus' text format
+    tally.py     warnings from decoders and parsers, logged once per kind and counted
     app.py       the ASGI app built from settings: routes, auth, JSON errors; no I/O
-    server.py    uvicorn with timeouts for slow clients and a graceful SIGTERM
+    server.py    uvicorn with a bounded head, timeouts for slow clients, JSON refusals and a
+                 graceful SIGTERM or SIGHUP
     cli.py       the fmnist-serve command
 
 Needs the ``[serve]`` extra (starlette, uvicorn, python-multipart); never TensorFlow.

@@ -7,18 +7,28 @@
     POST /v1/classify   a raw body or multipart ``image`` fields; ?top_k=1..10&mode=auto|raw|photo
 
 The guard (``Guard``) times and counts every request, checks the bearer token (constant-time)
-and, on a loopback address, the Host header (so that a web page cannot reach the server through
-DNS rebinding), adds security headers, and turns any exception into a JSON 500 that the log
-explains: a bug answers one request badly and never stops the server. Building the app does no
-work beyond reading the page; the Classifiers come in ``pool``.
+and, on a loopback address or with ``allow_hosts``, the Host header (so that a web page cannot
+reach the server through DNS rebinding), adds security headers, and turns any exception into a
+JSON 500 that the log explains: a bug answers one request badly and never stops the server; a
+request cut off by a graceful shutdown that ran out gets a JSON 503. A classify request whose
+client hangs up (watched once it has taken 50 ms) stops its worker before the next image and is
+counted as 499. Building the app does no work beyond reading the page; the Classifiers come in
+``pool``. Refusals made before a request reaches the app (a head too large, malformed HTTP, too
+many connections) are built by ``refusal_bytes`` and ``refusal_app`` here, so that every answer
+looks alike.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import ipaddress
+import json
 import logging
+import threading
 import time
 import traceback
+from http import HTTPStatus
 from importlib import resources
 from typing import Any
 
@@ -29,11 +39,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from fmnist_edge.edge_runtime.preprocess import (
+from fmnist_edge.common.errors import (
     CorruptImageError,
     ImageBombError,
     ImageError,
+    ImageMemoryError,
     NotAnImageError,
+    TooManyPixelsError,
+    UnsupportedFormatError,
 )
 
 from .metrics import PATHS, Metrics
@@ -55,18 +68,65 @@ _HEADERS = [
 ]
 _IMAGE_PROBLEMS = (  # ImageError subclass -> (status, kind); the rest: 422 bad_image
     (NotAnImageError, 415, "not_image"),
+    (UnsupportedFormatError, 415, "unsupported_format"),
     (CorruptImageError, 422, "truncated"),
     (ImageBombError, 422, "bomb"),
+    (TooManyPixelsError, 413, "too_many_pixels"),
+    (ImageMemoryError, 503, "out_of_memory"),
 )
+RETRY_AFTER_S = 1  # how long a client refused as busy is told to wait
+WATCH_AFTER_S = 0.05  # a classify request is watched for its client hanging up after this
+_LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def _problem_headers(problem: Problem, close: bool) -> dict[str, str]:
+    headers = {"connection": "close"} if close else {}
+    if problem.status == 401:
+        headers["www-authenticate"] = 'Bearer realm="fmnist-serve"'
+    if problem.kind == "busy":
+        headers["retry-after"] = str(RETRY_AFTER_S)
+    return headers
+
+
+def _problem_body(problem: Problem) -> dict[str, Any]:
+    return {"error": problem.kind, "message": problem.message, "status": problem.status}
 
 
 def problem_response(problem: Problem, close: bool = False) -> JSONResponse:
     """The JSON body of every refusal: {"error": kind, "message": one line, "status": code}."""
-    headers = {"connection": "close"} if close else {}
-    if problem.status == 401:
-        headers["www-authenticate"] = 'Bearer realm="fmnist-serve"'
-    body = {"error": problem.kind, "message": problem.message, "status": problem.status}
-    return JSONResponse(body, problem.status, headers=headers)
+    return JSONResponse(_problem_body(problem), problem.status, _problem_headers(problem, close))
+
+
+def refusal_bytes(problem: Problem) -> bytes:
+    """A whole HTTP/1.1 response refusing a request before it reached the app (its head too
+    large, or not HTTP): the same JSON and headers as ``problem_response``, then close."""
+    body = json.dumps(_problem_body(problem), separators=(",", ":")).encode()
+    headers = {
+        "content-type": "application/json",
+        "content-length": str(len(body)),
+        **_problem_headers(problem, close=True),
+    }
+    lines = [f"HTTP/1.1 {problem.status} {HTTPStatus(problem.status).phrase}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    lines += [f"{name.decode()}: {value.decode()}" for name, value in _HEADERS]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def refusal_app(problem: Problem, metrics: Metrics) -> Any:
+    """An ASGI app answering every request with ``problem`` (and counting it): what uvicorn
+    runs instead of the app beyond ``max_connections``."""
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *_HEADERS]}
+            await send(message)
+
+        await problem_response(problem, close=True)(scope, receive, send_with_headers)
+        path = scope["path"] if scope["path"] in PATHS else "other"
+        metrics.observe(path, problem.status, 0.0, problem.kind)
+
+    return app
 
 
 def _image_problem(exc: ImageError) -> Problem:
@@ -83,6 +143,51 @@ def _host_name(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
+def _is_loopback_address(name: str) -> bool:
+    """An IP literal in 127.0.0.0/8, or ::1 (a name starting with "127." is not one)."""
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+async def _disconnected(receive: Any) -> None:
+    """Return once the client has hung up (the request's body is already read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_gone(job: asyncio.Future, receive: Any, gone: threading.Event) -> Any:
+    """``job``'s result, or Problem 499 once the client has hung up. The client is watched
+    only if the job takes over WATCH_AFTER_S (most take a few ms: a watcher task each would
+    cost them about 0.1 CPU ms). ``gone`` is set when this ends, however it ends, so that the
+    worker stops before its next image; a job still queued is dropped."""
+    loop = asyncio.get_running_loop()
+    watchers: list[asyncio.Task] = []
+
+    def hung_up(watcher: asyncio.Task) -> None:
+        if not watcher.cancelled():
+            gone.set()
+            job.cancel()
+
+    def watch() -> None:
+        watchers.append(loop.create_task(_disconnected(receive)))
+        watchers[0].add_done_callback(hung_up)
+
+    timer = loop.call_later(WATCH_AFTER_S, watch)
+    try:
+        return await job
+    except asyncio.CancelledError:
+        if gone.is_set():  # cancelled by hung_up, not by a shutdown
+            raise Problem(499, "disconnected", "the client went away before the answer") from None
+        raise
+    finally:
+        gone.set()
+        timer.cancel()
+        for watcher in watchers:
+            watcher.cancel()
+
+
 class Guard:
     """Pure ASGI middleware in front of the routes: metrics, Host and token checks, headers,
     and the last line of defence that turns an exception into a 500."""
@@ -90,16 +195,17 @@ class Guard:
     def __init__(self, app: Any, settings: ServeSettings, metrics: Metrics):
         self.app, self.metrics = app, metrics
         self.token = settings.token.encode() if settings.token else None
-        self.hosts = None  # names the Host header may carry; None: any
-        if is_loopback(settings.host):
-            self.hosts = {"localhost", "127.0.0.1", "::1", settings.host.strip("[]").lower()}
+        self.hosts = None  # names the Host header may carry besides loopback IPs; None: any
+        if is_loopback(settings.host) or settings.allow_hosts:
+            host = settings.host.strip("[]").lower()
+            self.hosts = _LOOPBACK_NAMES | {host} | set(settings.allow_hosts)
 
     def _refusal(self, scope: dict) -> Problem | None:
         headers = dict(scope["headers"])
         host = headers.get(b"host")
         if self.hosts is not None and host is not None:
             name = _host_name(host.decode("latin-1").lower())
-            if name not in self.hosts and not name.startswith("127."):
+            if name not in self.hosts and not _is_loopback_address(name):
                 return Problem(400, "bad_host", f"Host {name[:60]!r} is not this server's name")
         if self.token is None or scope["path"] in OPEN_PATHS:
             return None
@@ -130,6 +236,11 @@ class Guard:
                 await problem_response(refusal, close=True)(scope, receive, send_with_headers)
             else:
                 await self.app(scope, receive, send_with_headers)
+        except asyncio.CancelledError:  # a graceful shutdown ran out with this request in flight
+            state["error_kind"] = "shutting_down"
+            if not response["started"]:
+                stop = Problem(503, "shutting_down", "the server is stopping: send it again")
+                await problem_response(stop, close=True)(scope, receive, send_with_headers)
         except Exception:
             # the traceback in the message itself: fmnist-serve's log handler prints messages
             log.error(
@@ -182,8 +293,10 @@ def build_app(settings: ServeSettings, pool: ClassifierPool, metrics: Metrics | 
             uploads = split_uploads(
                 body, request.headers.get("content-type", ""), settings.max_images
             )
+            gone = threading.Event()  # the answer is no longer wanted: the worker stops
             try:
-                results = await pool.classify(uploads, mode, top_k)
+                job = pool.classify(uploads, mode, top_k, gone)
+                results = await _unless_gone(job, request.receive, gone)
             except ImageError as exc:
                 raise _image_problem(exc) from None
         except Problem as problem:

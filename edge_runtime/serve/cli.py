@@ -12,6 +12,7 @@ import click
 from fmnist_edge.common.cli import (
     debug_option,
     handle_errors,
+    max_pixels_option,
     model_option,
     route_logging,
     runtime_option,
@@ -19,6 +20,7 @@ from fmnist_edge.common.cli import (
 )
 from fmnist_edge.common.errors import UsageError
 
+from ..budget import DecodeLimits
 from .settings import HTTP_PARSERS
 
 
@@ -39,6 +41,14 @@ from .settings import HTTP_PARSERS
     "(else $FMNIST_SERVE_TOKEN). Never give a token on the command line.",
 )
 @click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="A name the Host header may carry besides loopback addresses, localhost and --host "
+    "(a reverse proxy's, say); repeatable. Given, the check applies on any --host.",
+)
+@click.option(
     "--no-auth",
     is_flag=True,
     help="Serve a non-loopback --host without a token (anyone who can reach it can use it).",
@@ -57,6 +67,14 @@ from .settings import HTTP_PARSERS
     show_default=True,
     help="Largest request body (bytes, or with K/M: 512K, 8M).",
 )
+@click.option(
+    "--max-head",
+    default="16K",
+    metavar="SIZE",
+    show_default=True,
+    help="Largest request head, request line and headers (bytes, or with K: 32K); beyond: 431.",
+)
+@max_pixels_option(DecodeLimits.max_pixels, "the images of one request, together,")
 @click.option(
     "--max-images",
     type=click.IntRange(min=1),
@@ -108,11 +126,14 @@ def main(
     host: str,
     port: int,
     token_file: str | None,
+    allow_hosts: tuple[str, ...],
     no_auth: bool,
     workers: int | None,
     threads: int | None,
     runtime: str,
     max_body: str,
+    max_head: str,
+    max_pixels: str,
     max_images: int,
     body_timeout: float,
     header_timeout: float,
@@ -125,8 +146,9 @@ def main(
     """Serve the classifier over HTTP: POST /v1/classify, GET /v1/model, /healthz, /metrics,
     and a page at / to try it with a photo.
 
-    Exit status: 0 stopped (SIGTERM, Ctrl-C), 2 usage or model error.
+    Exit status: 0 stopped (SIGTERM, SIGHUP, Ctrl-C), 2 usage or model error.
     """
+    from ..budget import parse_pixels
     from .settings import ServeSettings, check_settings, default_workers, parse_size, read_token
 
     route_logging("fmnist_edge.edge_runtime", logging.INFO)
@@ -140,7 +162,10 @@ def main(
             port=port,
             token=read_token(token_file),
             no_auth=no_auth,
+            allow_hosts=tuple(name.lower() for name in allow_hosts),
             max_body=parse_size(max_body),
+            max_head=parse_size(max_head, "--max-head"),
+            decode=DecodeLimits(max_pixels=parse_pixels(max_pixels)),
             max_images=max_images,
             body_timeout=body_timeout,
             header_timeout=header_timeout,

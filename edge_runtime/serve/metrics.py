@@ -1,7 +1,8 @@
 """Counters and latency for GET /metrics, in Prometheus' text exposition format (version 0.0.4).
 
-Updated only from the event loop (the ASGI middleware), so no lock is needed. Latency
-percentiles are over the last ``window`` classify requests; sum and count over all of them.
+Updated only from the event loop (the ASGI middleware, the protocol's refusals), so no lock is
+needed; the warnings' tally has its own. Latency percentiles are over the last ``window``
+classify requests; sum and count over all of them.
 """
 
 from __future__ import annotations
@@ -9,20 +10,27 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 
+from .tally import WarningTally
+
 PREFIX = "fmnist_serve"
 QUANTILES = (0.5, 0.9, 0.99)
 # Every kind a response can carry, so each series exists (at 0) before its first error.
 ERROR_KINDS = (
     "empty",
     "not_image",
+    "unsupported_format",
     "truncated",
     "bomb",
+    "too_many_pixels",
+    "out_of_memory",
     "bad_image",
     "too_large",
     "too_many_images",
     "bad_mode",
     "bad_top_k",
     "bad_request",
+    "bad_http",
+    "head_too_large",
     "no_image",
     "timeout",
     "disconnected",
@@ -30,6 +38,8 @@ ERROR_KINDS = (
     "bad_host",
     "not_found",
     "method_not_allowed",
+    "busy",
+    "shutting_down",
     "internal",
 )
 PATHS = ("/", "/healthz", "/metrics", "/v1/model", "/v1/classify")
@@ -51,7 +61,8 @@ def _escape(value: str) -> str:
 
 
 class Metrics:
-    def __init__(self, window: int = 10_000):
+    def __init__(self, window: int = 10_000, warnings: WarningTally | None = None):
+        self.warnings = warnings  # decoders' and parsers' warnings, counted by kind
         self.started = time.monotonic()
         self.requests: Counter[tuple[str, int]] = Counter()  # (path, status) -> count
         self.errors: Counter[str] = Counter({kind: 0 for kind in ERROR_KINDS})
@@ -85,6 +96,14 @@ class Metrics:
             f"# TYPE {p}_errors_total counter",
         ]
         lines += [f'{p}_errors_total{{kind="{k}"}} {n}' for k, n in sorted(self.errors.items())]
+        if self.warnings is not None:
+            lines += [
+                f"# HELP {p}_warnings_total Warnings from decoders and parsers, by kind (the "
+                "log has the first of each).",
+                f"# TYPE {p}_warnings_total counter",
+            ]
+            counts = sorted(self.warnings.counts().items())
+            lines += [f'{p}_warnings_total{{kind="{_escape(k)}"}} {n}' for k, n in counts]
         ordered = sorted(self.latency)
         lines += [
             f"# HELP {p}_classify_seconds Time to answer POST /v1/classify (quantiles over the "

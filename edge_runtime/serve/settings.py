@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fmnist_edge.common.errors import UsageError
+from fmnist_edge.edge_runtime.budget import DecodeLimits
 
 log = logging.getLogger("fmnist_edge.edge_runtime")
 TOKEN_ENV = "FMNIST_SERVE_TOKEN"
@@ -24,6 +25,8 @@ MIB = 1024 * 1024
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:i?[bB])?\s*$")
 _UNITS = {"": 1, "k": 1024, "m": MIB, "g": 1024 * MIB}
 HTTP_PARSERS = ("auto", "httptools", "h11")  # auto: httptools when installed, else h11
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")  # lower case, as the CLI gives it
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,10 @@ class ServeSettings:
     no_auth: bool = False  # the user said explicitly to serve a non-loopback address openly
     max_body: int = 4 * MIB  # bytes; larger bodies get 413 before they are read
     max_images: int = 32  # images in one multipart request
+    max_head: int = 16 * 1024  # bytes of request line and headers; beyond: 431
+    # what decoding may cost; its max_pixels bounds all the images of one request together
+    decode: DecodeLimits = DecodeLimits()
+    allow_hosts: tuple[str, ...] = ()  # Host header names accepted besides loopback and host
     body_timeout: float = 30.0  # seconds to receive a whole body, else 408
     header_timeout: float = 10.0  # seconds from connecting to a complete request head
     keep_alive: int = 5  # seconds an idle keep-alive connection stays open
@@ -137,6 +144,11 @@ def check_settings(s: ServeSettings) -> ServeSettings:
             raise UsageError(f"{name} must be > 0 seconds (got {seconds})")
     if s.max_body < 1:
         raise UsageError(f"--max-body must be at least 1 byte (got {s.max_body})")
+    if s.max_head < 1024:  # a browser's request head alone is about 500-1,000 bytes
+        raise UsageError(f"--max-head must be at least 1K (got {s.max_head})")
+    for name in s.allow_hosts:
+        if not _HOST_NAME.match(name):
+            raise UsageError(f"--allow-host {name!r}: not a host name (fmnist.example.org)")
     if s.http not in HTTP_PARSERS:
         raise UsageError(f"--http must be one of {', '.join(HTTP_PARSERS)} (got {s.http!r})")
     return s

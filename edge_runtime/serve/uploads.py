@@ -80,7 +80,7 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     except TimeoutError:
         raise Problem(408, "timeout", f"the body did not arrive within {timeout:g} s") from None
     except ClientDisconnect:
-        raise Problem(400, "disconnected", "the client went away before the body ended") from None
+        raise Problem(499, "disconnected", "the client went away before the body ended") from None
     return b"".join(chunks)
 
 

@@ -16,6 +16,7 @@ decode on a Pi and must not stall every other connection.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import queue
 import threading
@@ -26,8 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from fmnist_edge.common.errors import TooManyPixelsError
 from fmnist_edge.edge_runtime.classifier import Classifier, read_model_bytes
-from fmnist_edge.edge_runtime.preprocess import MODES, open_image_bytes
+from fmnist_edge.edge_runtime.decode import Decoded, decode_bytes
+from fmnist_edge.edge_runtime.preprocess import MODES
 
 from .settings import ServeSettings
 
@@ -80,6 +83,7 @@ class ClassifierPool:
         self.info = model_info(settings, first)
         self.num_classes = len(first.class_names)
         self.modes = tuple(self.info["modes"])
+        self.image_size = first.image_size
         self.model_name = self.info["name"]
         self._local = threading.local()
         self._executor = ThreadPoolExecutor(
@@ -92,16 +96,38 @@ class ClassifierPool:
         # The executor starts at most max_workers threads, one per Classifier put above.
         self._local.clf = self._spare.get_nowait()
 
+    def _decode(self, name: str, data: bytes, spent: int) -> Decoded:
+        """One upload decoded within what is left of its request's pixel budget."""
+        limits = self.settings.decode
+        left = dataclasses.replace(limits, max_pixels=max(1, limits.max_pixels - spent))
+        try:
+            side = max(self.image_size)  # decoded and reduced for the model's own size
+            return decode_bytes(data, name, limits=left, formats=UPLOAD_FORMATS, side=side)
+        except TooManyPixelsError as exc:
+            if not spent:
+                raise
+            raise TooManyPixelsError(
+                name, exc.what, exc.pixels, limits.max_pixels, spent=spent
+            ) from None
+
     def _classify(
-        self, uploads: list[tuple[str, bytes]], mode: str, top_k: int
+        self,
+        uploads: list[tuple[str, bytes]],
+        mode: str,
+        top_k: int,
+        gone: threading.Event | None = None,
     ) -> list[dict[str, Any]]:
-        """In a worker thread: decode and classify each upload in order (ImageError stops)."""
+        """In a worker thread: decode and classify each upload in order (ImageError stops),
+        all of them within one pixel budget, and none once ``gone`` is set."""
         clf: Classifier = self._local.clf
-        results = []
+        results, spent = [], 0
         for name, data in uploads:
+            if gone is not None and gone.is_set():
+                break  # nobody waits for the answer: the rest costs nothing
             start = time.perf_counter()
-            img = open_image_bytes(data, name, draft=mode != "raw", formats=UPLOAD_FORMATS)
-            pred = clf.predict(img, mode=mode, top_k=top_k)
+            decoded = self._decode(name, data, spent)
+            spent += decoded.pixels
+            pred = clf.predict(decoded.image, mode=mode, top_k=top_k)
             results.append(
                 {
                     "label": pred.label,
@@ -114,12 +140,20 @@ class ClassifierPool:
             )
         return results
 
-    async def classify(
-        self, uploads: list[tuple[str, bytes]], mode: str, top_k: int
-    ) -> list[dict[str, Any]]:
-        """Decode and classify ``uploads`` in a worker; one result dict per upload, in order."""
+    def classify(
+        self,
+        uploads: list[tuple[str, bytes]],
+        mode: str,
+        top_k: int,
+        gone: threading.Event | None = None,
+    ) -> asyncio.Future[list[dict[str, Any]]]:
+        """Decode and classify ``uploads`` in a worker: a future of one result dict per upload,
+        in order (fewer once ``gone`` is set: the worker stops before its next image).
+        Cancelling the future drops the job if it has not started."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._classify, uploads, mode, top_k)
+        job = self._classify
+        return loop.run_in_executor(self._executor, job, uploads, mode, top_k, gone)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        """Wait for the images being decoded (each within its budget); drop queued jobs."""
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -49,6 +49,20 @@ runtime_option = click.option(
 )
 
 
+def max_pixels_option(default: int, what: str = "an image") -> Callable[[Any], Any]:
+    """--max-pixels for fmnist-infer and fmnist-serve; ``default`` is the library's own
+    (edge_runtime's DecodeLimits), ``what`` the images one budget covers."""
+    return click.option(
+        "--max-pixels",
+        default=f"{default / 1e6:g}M",
+        metavar="N",
+        show_default=True,
+        help=f"Most pixels {what} may decode to, read from the header before decoding (10M: "
+        "10 million). A JPEG counts at the 1/2-1/8 scale it is decoded at; progressive JPEGs, "
+        "TIFF, WebP and RLE BMP count more (what they cost); larger images are refused.",
+    )
+
+
 class _EchoHandler(logging.Handler):
     """Log records as one line each on whatever sys.stderr is at the time of the call."""
 

@@ -58,6 +58,40 @@ class OutputError(FmnistError):
 
     exit_code = 1
 
+class NotAnImageError(ImageError):
+    """The bytes are in no image format we recognise (or are empty)."""
+
+
+class UnsupportedFormatError(ImageError):
+    """An image, in a format the caller does not take (an upload in ICO or AVIF, say)."""
+
+
+class CorruptImageError(ImageError):
+    """A recognised format whose data is corrupt or cut short."""
+
+
+class ImageBombError(ImageError):
+    """Crafted to cost far more to decode than its bytes suggest: metadata that inflates past
+    its limit, too many progressive-JPEG scans or header segments, Pillow's pixel guard."""
+
+
+class TooManyPixelsError(ImageError):
+    """More pixels to decode than the budget allows: ``what`` the image is ("9000x9000 PNG"),
+    the ``pixels`` it counts as, and the ``limit``; ``spent``: the pixels of the images before
+    it, where several share one budget (a request to fmnist-serve)."""
+
+    def __init__(self, name: str, what: str, pixels: int, limit: int, spent: int = 0):
+        before = f", and the images before it {spent:,}" if spent else ""
+        super().__init__(
+            f"{name}: {what} is {pixels:,} pixels to decode{before}, over the "
+            f"{limit:,}-pixel limit{' of a request' if spent else ''} (--max-pixels)"
+        )
+        self.name, self.what, self.pixels, self.limit = name, what, pixels, limit
+
+
+class ImageMemoryError(ImageError):
+    """Memory ran out while an image was decoded or converted."""
+
 
 class QualityError(FmnistError):
     """A result exists but misses a goal the user set (``--max-drop``)."""

@@ -29,6 +29,7 @@ _HEADER_SAMPLE = 1000  # files whose headers choose the default size and colour
 _CHUNK = 1024  # files decoded before their rows are written
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 MIN_SIDE, MAX_SIDE = 16, 64  # bounds of the default --image-size
+TRAINING_MAX_PIXELS = 100_000_000  # per training image (Pillow's own guard is 89.5M)
 
 
 def cache_root() -> Path:
@@ -82,10 +83,13 @@ def default_look(paths: Sequence[Path]) -> tuple[int, str]:
 
 
 def _decode_one(path: Path, size: tuple[int, int], color: str) -> np.ndarray | str:
-    from fmnist_edge.edge_runtime.preprocess import to_array  # Pillow only when decoding
+    from fmnist_edge.edge_runtime.budget import DecodeLimits  # Pillow only when decoding
+    from fmnist_edge.edge_runtime.preprocess import to_array
 
+    # the user's own files, not strangers' uploads: a camera's 12-50 MP PNG is an image here
+    limits = DecodeLimits(max_pixels=TRAINING_MAX_PIXELS)
     try:
-        return to_array(path, "raw", size, color)
+        return to_array(path, "raw", size, color, limits=limits)
     except ImageError as exc:
         return str(exc).removeprefix(f"{path}: ")
 

@@ -1,0 +1,332 @@
+"""Opening an image: a path or encoded bytes -> its first frame as a PIL image, decoded within a
+budget and already reduced. The one way the runtime decodes: fmnist-infer, fmnist-serve and
+``preprocess.to_array`` all come here.
+
+For every file, in order:
+1. ``budget.walk`` reads its structure (PNG chunks, JPEG markers, GIF blocks, TIFF strips) and
+   refuses bombs before Pillow parses any of it;
+2. Pillow opens it, header only, trying just the formats the caller takes;
+3. the pixels it decodes to are counted from that header (``count``) and refused over
+   ``DecodeLimits.max_pixels``; a JPEG larger than needed is set to decode at 1/2 to 1/8 scale
+   (DCT scaling, in every mode);
+4. frame 0 is decoded, then box-reduced band by band to at least 8x the model's side before
+   anything else copies it (EXIF orientation is applied to the reduced image).
+Every failure is an ImageError subclass naming the file; running out of memory included.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import mmap
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from PIL import Image
+
+from fmnist_edge.common.errors import (
+    CorruptImageError,
+    ImageBombError,
+    ImageError,
+    ImageMemoryError,
+    NotAnImageError,
+    TooManyPixelsError,
+    UnsupportedFormatError,
+)
+
+from .budget import DecodeLimits, Structure, walk
+
+SIDE = 28  # Fashion-MNIST's; a model's own side is passed as ``side``
+DECODE_SIDE = 8 * SIDE  # images are decoded and reduced to no less than this on the long side
+_BAND_PIXELS = 1 << 20  # pixels of the decoded image one reduction band covers
+_PROGRESSIVE_SCANS = 10  # scans of a usual progressive JPEG (libjpeg's default script)
+_WEBP_COPIES = 4  # full-size RGBA buffers Pillow's WebP decoder holds at once (measured)
+_RLE_COST = 16  # Pillow decodes RLE-compressed BMPs in Python, pixel by pixel
+_PILLOW_GUARD = re.compile(r"\((\d+) pixels\)")
+_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# Image formats by their first bytes, as Pillow names them: those a caller may take, and others
+# that are images all the same (refused as a format we do not take, not as "not an image").
+_SIGNATURES = (
+    (b"\x89PNG", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "TIFF"),
+    (b"MM\x00+", "TIFF"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG2000"),
+    (b"\xffO\xffQ", "JPEG2000"),
+    (b"\xff\n", "JPEG XL"),
+    (b"\x00\x00\x00\x0cJXL ", "JPEG XL"),
+    (b"8BPS", "PSD"),
+    (b"qoif", "QOI"),
+    (b"DDS ", "DDS"),
+    (b"icns", "ICNS"),
+    (b"%!PS", "EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"gimp xcf", "XCF"),
+    (b"#?RADIANCE", "HDR"),
+    (b"v/1\x01", "EXR"),
+    (b"\x01\xda", "SGI"),
+)
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An opened image and the pixels it counted against the budget."""
+
+    image: Image.Image
+    pixels: int
+
+
+def identify(head: bytes) -> str | None:
+    """The image format the first bytes of a file announce (Pillow's name for it), or None."""
+    for signature, fmt in _SIGNATURES:
+        if head.startswith(signature):
+            return fmt
+    if head[:3] == b"\x00\x00\x01" and head[3:6] != b"\x00\x00\x00":  # and its image count
+        return "ICO"
+    if head[:3] == b"\x00\x00\x02" and head[3:6] != b"\x00\x00\x00":  # else a TGA, maybe
+        return "CUR"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        return "AVIF" if brand in (b"avif", b"avis") else "HEIF" if brand in _HEIF_BRANDS else None
+    if re.match(rb"P[1-7][ \t\r\n#]", head):
+        return "PPM"
+    if len(head) >= 4 and head[0] == 0x0A and head[1] in (0, 2, 3, 4, 5) and head[2] == 1:
+        return "PCX"
+    if len(head) >= 18 and head[1] in (0, 1) and head[2] in (1, 2, 3, 9, 10, 11):
+        if head[16] in (1, 8, 15, 16, 24, 32):  # TGA has no signature: its header must fit
+            return "TGA"
+    if b"<svg" in head[:256]:
+        return "SVG"
+    return None
+
+
+def _unreadable(name: str, head: bytes, formats: tuple[str, ...] | None) -> ImageError:
+    """Pillow opened nothing: an empty file, a taken format cut short, an image in a format
+    not taken, or not an image."""
+    taken = formats or tuple(Image.ID)  # Image.ID: every format this Pillow can open
+    listed = ", ".join(formats) if formats else "formats Pillow reads"
+    if not head:
+        return NotAnImageError(f"{name}: empty file (0 bytes)")
+    fmt = identify(head)
+    if fmt is None:
+        return NotAnImageError(f"{name}: not an image (unrecognised format; taken: {listed})")
+    if fmt in taken:
+        return CorruptImageError(f"{name}: corrupt or truncated {fmt} image")
+    return UnsupportedFormatError(f"{name}: {fmt} image, not a format taken here ({listed})")
+
+
+def _jpeg_samples(img: Image.Image, width: int, height: int) -> int:
+    """Colour samples of a JPEG (each component at its own subsampling): what a progressive
+    decoder keeps as 2-byte coefficients until its last scan."""
+    layers = getattr(img, "layer", None) or [(0, 1, 1, 0)]
+    h_max = max(layer[1] for layer in layers) or 1
+    v_max = max(layer[2] for layer in layers) or 1
+    return sum(round(width * height * layer[1] * layer[2] / (h_max * v_max)) for layer in layers)
+
+
+def count(img: Image.Image, structure: Structure, side: int) -> tuple[int, str]:
+    """Set ``img`` (opened, not decoded) to decode a JPEG at reduced scale when it is larger
+    than needed, and say how many pixels decoding it costs: its size, at the reduced scale
+    for a JPEG; a progressive JPEG's coefficients (one pixel per two colour samples) once per
+    10 of its scans; a TIFF's strip buffer on top (4 bytes a pixel); a 16-bit colour PNG per 4
+    bytes of pixel; a WebP 4 times, an RLE BMP 16 times. Returns (pixels, what it is)."""
+    width, height = img.size
+    what = f"{width}x{height} {img.format or 'image'}"
+    if img.format == "JPEG":
+        target = max(DECODE_SIDE, 8 * side)
+        if max(width, height) > 2 * target:
+            img.draft(None, (target, target))
+        pixels = img.size[0] * img.size[1]
+        if img.info.get("progressive"):
+            coefficients = max(pixels, _jpeg_samples(img, width, height) // 2)
+            passes = max(1.0, structure.scans / _PROGRESSIVE_SCANS)
+            return math.ceil(coefficients * passes), (
+                f"{width}x{height} progressive JPEG of {structure.scans} scans"
+            )
+        if img.size != (width, height):
+            what += f" (decoded at {img.size[0]}x{img.size[1]})"
+        return pixels, what
+    if img.format == "TIFF":  # libtiff decodes a strip (or tile) at a time into a buffer
+        tags = getattr(img, "tag_v2", {})
+        bits = tags.get(258, (8,))
+        bits = sum(bits) if isinstance(bits, tuple) else bits * tags.get(277, 1)
+        tile = (tags.get(322), tags.get(323))
+        area = tile[0] * tile[1] if all(tile) else width * min(tags.get(278, height), height)
+        buffer = math.ceil(area * bits / 32)  # in 4-byte pixels, as the image's own
+        if buffer > width * height // 8:
+            what += f" (read through a {bits * area // 8:,}-byte strip)"
+        return width * height + buffer, what
+    if img.format == "PNG" and structure.bits > 32:  # 16-bit colour: twice the data to inflate
+        return math.ceil(
+            width * height * structure.bits / 32
+        ), f"{what} of {structure.bits}-bit pixels"
+    if img.format == "WEBP":
+        return width * height * _WEBP_COPIES, f"{what} (its decoder holds {_WEBP_COPIES} copies)"
+    if img.format == "BMP" and img.tile and img.tile[0][0] == "bmp_rle":
+        return width * height * _RLE_COST, f"{width}x{height} RLE BMP (decoded in Python)"
+    return width * height, what
+
+
+def reduce_by(img: Image.Image, factor: int) -> Image.Image:
+    """``img`` box-reduced by an integer ``factor``, averaging what can be averaged: palettes
+    and bits are expanded first, colours weighted by their alpha."""
+    if img.mode in ("1", "P", "PA"):  # indices and bits cannot be averaged: expand first
+        img = img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
+    elif img.mode.startswith("I;16"):
+        img = img.convert("I")
+    premultiplied = {"RGBA": "RGBa", "LA": "La"}.get(img.mode)
+    if premultiplied:  # average colours weighted by alpha, not transparent pixels' colour
+        return img.convert(premultiplied).reduce(factor).convert(img.mode)
+    return img.reduce(factor)
+
+
+def transpose_for(img: Image.Image) -> Image.Transpose | None:
+    """The transpose that EXIF orientation asks for (None: upright, or no readable EXIF)."""
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # a malformed EXIF block must not make a readable image fail
+        return None
+    return _ORIENTATION.get(orientation)
+
+
+def _reduced(img: Image.Image, side: int) -> Image.Image:
+    """A decoded image box-reduced to at least 8x ``side`` on its long side, one band of rows
+    at a time (converting a whole 12-megapixel RGBA image to premultiplied alpha, as
+    ``reduce`` does, would be another 48 MB), then turned upright."""
+    factor = max(img.size) // max(DECODE_SIDE, 8 * side)
+    if factor < 2:
+        return img
+    method = transpose_for(img)  # read now: the reduced image is a new one, without EXIF
+    width, height = img.size
+    rows = factor * max(1, _BAND_PIXELS // (width * factor))
+    bands = [
+        reduce_by(img.crop((0, top, width, min(top + rows, height))), factor)
+        for top in range(0, height, rows)
+    ]
+    out = Image.new(bands[0].mode, (bands[0].width, sum(band.height for band in bands)))
+    top = 0
+    for band in bands:
+        out.paste(band, (0, top))
+        top += band.height
+    return out.transpose(method) if method is not None else out
+
+
+def _decode(
+    fp: Path | BinaryIO,
+    buf: bytes | mmap.mmap,
+    name: str,
+    limits: DecodeLimits,
+    formats: tuple[str, ...] | None,
+    side: int,
+) -> Decoded:
+    """Walk ``buf`` (the bytes of ``fp``), open, count, decode and reduce ``fp``."""
+    structure = walk(buf, name, limits)
+    fmt, what = None, "the image"  # what is known of it, for the messages
+    try:
+        # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; both are refusals.
+        # The filter is restored on exit: no global state is left changed.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(fp, formats=formats)
+            fmt = img.format
+            pixels, what = count(img, structure, side)
+            if pixels > limits.max_pixels:
+                raise TooManyPixelsError(name, what, pixels, limits.max_pixels)
+            img.load()  # frame 0 only: an animation's later frames are never decoded
+            return Decoded(_reduced(img, side), pixels)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        found = _PILLOW_GUARD.search(str(exc))  # "Image size (N pixels) exceeds limit ..."
+        if found is None:
+            raise ImageBombError(f"{name}: possible decompression bomb ({exc})") from None
+        if structure.size is not None:
+            what = f"{structure.size[0]}x{structure.size[1]} {structure.format}"
+        raise TooManyPixelsError(name, what, int(found.group(1)), limits.max_pixels) from None
+    except Image.UnidentifiedImageError:
+        raise _unreadable(name, bytes(buf[:256]), formats) from None
+    except MemoryError:
+        raise ImageMemoryError(f"{name}: out of memory while decoding {what}") from None
+    except PermissionError:
+        raise ImageError(f"{name}: permission denied") from None
+    except Exception as exc:  # decoders raise OSError, SyntaxError, struct.error...
+        if isinstance(exc, ValueError) and ("too large" in str(exc) or "Too much" in str(exc)):
+            # Pillow's own limits on PNG text (ours are lower: not reached)
+            raise ImageBombError(f"{name}: a decompression bomb in its metadata ({exc})") from None
+        fmt = fmt or identify(bytes(buf[:256]))
+        kind = f"{fmt} image" if fmt else "image"
+        raise CorruptImageError(f"{name}: corrupt or truncated {kind} ({exc})") from None
+
+
+def open_image(
+    path: str | os.PathLike,
+    *,
+    limits: DecodeLimits | None = None,
+    formats: tuple[str, ...] | None = None,
+    side: int = SIDE,
+) -> Image.Image:
+    """Open ``path`` and decode its first frame within ``limits`` (the defaults when None),
+    reduced for a model of ``side`` pixels. ImageError (a subclass saying why) otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: file not found")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a directory")
+    if not path.is_file():  # a FIFO or a device would be read without end
+        raise ImageError(f"{path}: not a regular file")
+    try:
+        with open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size == 0:
+                raise NotAnImageError(f"{path}: empty file (0 bytes)")
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                decoded = _decode(path, buf, str(path), limits or DecodeLimits(), formats, side)
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    return decoded.image
+
+
+def open_image_bytes(
+    data: bytes,
+    name: str,
+    *,
+    limits: DecodeLimits | None = None,
+    formats: tuple[str, ...] | None = None,
+    side: int = SIDE,
+) -> Image.Image:
+    """``open_image`` for bytes in memory (an upload): nothing is written to disk. ``formats``
+    limits the decoders Pillow may try (a server should not hand strangers' bytes to all)."""
+    return decode_bytes(data, name, limits=limits, formats=formats, side=side).image
+
+
+def decode_bytes(
+    data: bytes,
+    name: str,
+    *,
+    limits: DecodeLimits | None = None,
+    formats: tuple[str, ...] | None = None,
+    side: int = SIDE,
+) -> Decoded:
+    """``open_image_bytes``, with the pixels the image counted (fmnist-serve adds them up over
+    a request's images)."""
+    return _decode(io.BytesIO(data), data, name, limits or DecodeLimits(), formats, side)

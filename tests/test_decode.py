@@ -1,0 +1,211 @@
+"""The decode budget (edge_runtime/decode.py, budget.py) on generated hostile images: each is
+refused from its header with one line saying why, before it costs time or memory, and what
+fits the budget is decoded, reduced, and converted as before. Issue 29."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from fmnist_edge.benchmarks import hostile
+from fmnist_edge.common.errors import (
+    CorruptImageError,
+    ImageBombError,
+    ImageError,
+    NotAnImageError,
+    TooManyPixelsError,
+    UnsupportedFormatError,
+    UsageError,
+)
+from fmnist_edge.edge_runtime.budget import DecodeLimits, parse_pixels, walk
+from fmnist_edge.edge_runtime.decode import decode_bytes, open_image, reduce_by
+from fmnist_edge.edge_runtime.preprocess import to_array
+
+UPLOADS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")  # what fmnist-serve takes
+
+
+def _refused(data: bytes, error: type, words: str, limits: DecodeLimits | None = None) -> str:
+    """``data`` is refused with ``error``, one line naming it and containing ``words``, in
+    well under a second (nothing was decoded)."""
+    start = time.perf_counter()
+    with pytest.raises(error) as info:
+        decode_bytes(data, "upload", limits=limits, formats=UPLOADS)
+    message = str(info.value)
+    assert message.startswith("upload: ") and words in message and "\n" not in message, message
+    assert time.perf_counter() - start < 2.0  # milliseconds here, seconds decoded
+    return message
+
+
+# --- the issue's table, and ours: refused from the header --------------------------------------
+
+
+def test_huge_images_are_refused_from_their_header_with_size_and_limit():
+    png = hostile.claiming(hostile.blank_png(28, 28), 9000, 9000)
+    _refused(png, TooManyPixelsError, "9000x9000 PNG is 81,000,000 pixels to decode, over the "
+             "10,000,000-pixel limit (--max-pixels)")
+    progressive = hostile.claiming(hostile.jpeg(64, 64, progressive=True), 9000, 9000)
+    _refused(progressive, TooManyPixelsError, "9000x9000 progressive JPEG of")
+    wide = hostile.claiming(hostile.png16(8, 8), 3000, 3000)  # 16-bit RGBA: 8 bytes a pixel
+    _refused(wide, TooManyPixelsError, "3000x3000 PNG of 64-bit pixels is 18,000,000 pixels")
+    _refused(hostile.rle_bmp(4000, 4000), TooManyPixelsError,
+             "4000x4000 RLE BMP (decoded in Python) is 256,000,000 pixels")
+    # a baseline JPEG counts at the scale it is decoded at: 9000x9000 decodes at 1/8
+    baseline = hostile.claiming(hostile.jpeg(64, 64), 9000, 9000)
+    limits = DecodeLimits(max_pixels=1_000_000)
+    message = _refused(baseline, TooManyPixelsError, "decoded at 1125x1125", limits)
+    assert "is 1,265,625 pixels" in message
+
+
+def test_costly_structures_are_bombs():
+    flat = hostile.flat_jpeg(1400, 1400)
+    repeated = hostile.repeat_scan(flat, 800, hostile.costliest_scan(flat))  # 22 KB
+    _refused(repeated, ImageBombError, "a JPEG of more scans than the 100 allowed")
+    _refused(hostile.png_with_chunks(262_000), ImageBombError,
+             "a PNG of more chunks than the 10,000 allowed")
+    _refused(hostile.png_text_bomb(8 * 1024 * 1024), ImageBombError,
+             "inflate to more than 4,194,304 bytes (a decompression bomb in its metadata)")
+    _refused(hostile.tiff_strips(64, 400_000, 400_000), ImageBombError,
+             "a TIFF of more strips or tiles than the 10,000 allowed")
+    _refused(hostile.gif_comment(2_000_000), ImageBombError,
+             "a GIF of more extension blocks than the 10,000 allowed")
+    stray = hostile.jpeg(64, 64)
+    stray = stray[:2] + b"\x00" * 20_000 + stray[2:]  # Pillow reads stray bytes one by one
+    _refused(stray, ImageBombError, "a JPEG of more markers and stray bytes")
+
+
+def test_what_is_usual_passes_the_walk():
+    limits = DecodeLimits()
+    progressive = hostile.jpeg(640, 480, progressive=True)
+    assert walk(progressive, "x", limits).scans == len(hostile.scans(progressive)) == 10
+    assert walk(hostile.jpeg(640, 480), "x", limits).scans == 1
+    assert walk(hostile.png_text_bomb(100_000), "x", limits).size == (28, 28)
+    assert walk(hostile.gif_comment(1000), "x", limits).size == (28, 28)
+    assert walk(hostile.tiff_strips(64, 1000, 1000), "x", limits).size == (64, 1000)
+
+
+def test_formats_not_taken_and_truncation_say_what_they_are(tmp_path):
+    for fmt in ("ICO", "PPM", "PCX", "TGA", "AVIF"):
+        buf = io.BytesIO()
+        Image.new("RGB", (32, 32), "white").save(buf, fmt)
+        message = _refused(buf.getvalue(), UnsupportedFormatError, f"{fmt} image, not a format")
+        assert message.endswith("(PNG, JPEG, GIF, BMP, WEBP, TIFF)")
+    _refused(b"just text, no image at all", NotAnImageError, "not an image (unrecognised format")
+    tiff, webp = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (64, 64)).save(tiff, "TIFF")
+    Image.new("RGB", (64, 64)).save(webp, "WEBP")
+    _refused(tiff.getvalue()[:100], CorruptImageError, "truncated TIFF image")
+    _refused(webp.getvalue()[:30], CorruptImageError, "truncated WEBP image")
+    # fmnist-infer takes every format Pillow reads: an ICO file is just an image there
+    Image.new("RGB", (32, 32), "white").save(tmp_path / "icon.ico")
+    assert open_image(tmp_path / "icon.ico").size == (32, 32)
+
+
+def test_memory_running_out_is_its_own_error(tmp_path):
+    """A MemoryError while decoding is ImageMemoryError (fmnist-serve: 503), never a bad
+    image. In a child process whose address space is capped just above what it uses."""
+    (tmp_path / "big.png").write_bytes(hostile.blank_png(3000, 3000))
+    code = (
+        "import resource, sys\n"
+        "from fmnist_edge.edge_runtime.decode import decode_bytes\n"
+        "from fmnist_edge.edge_runtime.budget import DecodeLimits\n"
+        "from fmnist_edge.common.errors import ImageMemoryError\n"
+        f"data = open({str(tmp_path / 'big.png')!r}, 'rb').read()\n"
+        "used = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (used + 16 * 2**20, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        "    decode_bytes(data, 'big.png', limits=DecodeLimits(max_pixels=10**8))\n"
+        "except ImageMemoryError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "big.png: out of memory while decoding 3000x3000 PNG", out
+
+
+# --- within the budget: decoded, reduced, converted as before ---------------------------------
+
+
+def test_banded_reduction_equals_reducing_the_whole_image():
+    rng = np.random.default_rng(1)
+    rgba = Image.fromarray(rng.integers(0, 256, (2311, 1703, 4), dtype=np.uint8))
+    gray16 = Image.fromarray(rng.integers(0, 65536, (1703, 2311), dtype=np.uint16))
+    palette = Image.fromarray(rng.integers(0, 256, (1500, 2500, 3), dtype=np.uint8)).convert("P")
+    for img in (rgba, gray16, palette):
+        buf = io.BytesIO()
+        img.save(buf, "PNG", compress_level=0)  # random pixels: compressing them is the cost
+        decoded = decode_bytes(buf.getvalue(), "x")
+        whole = reduce_by(img, max(img.size) // 224)
+        assert decoded.image.size == whole.size and decoded.image.mode == whole.mode
+        assert np.array_equal(np.asarray(decoded.image), np.asarray(whole)), img.mode
+        assert decoded.pixels == img.width * img.height
+
+
+def test_raw_mode_jpeg_is_decoded_at_reduced_scale_and_turned_upright(tmp_path):
+    upright = np.full((2400, 1200, 3), 255, np.uint8)
+    upright[100:500, 100:1100] = 0  # a dark bar near the top
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned: "rotate 90 CW to display"
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)
+    stored.save(tmp_path / "turned.jpg", exif=exif, quality=90)
+    Image.fromarray(upright).save(tmp_path / "upright.jpg", quality=90)
+    decoded = open_image(tmp_path / "turned.jpg")
+    assert decoded.size[1] > decoded.size[0] and max(decoded.size) < 448  # upright, reduced
+    for mode in ("raw", "photo"):
+        got = to_array(tmp_path / "turned.jpg", mode)
+        want = to_array(tmp_path / "upright.jpg", mode)
+        assert np.abs(got.astype(int) - want).mean() < 8, mode
+
+
+def test_the_limit_is_the_callers(tmp_path):
+    png = hostile.blank_png(100, 100, "L")
+    assert decode_bytes(png, "x", limits=DecodeLimits(max_pixels=10_000)).pixels == 10_000
+    with pytest.raises(TooManyPixelsError, match="over the 9,999-pixel limit"):
+        decode_bytes(png, "x", limits=DecodeLimits(max_pixels=9_999))
+    (tmp_path / "small.png").write_bytes(png)
+    with pytest.raises(TooManyPixelsError):
+        to_array(tmp_path / "small.png", "raw", limits=DecodeLimits(max_pixels=5_000))
+    assert to_array(tmp_path / "small.png", "raw").shape == (28, 28)  # the default: 10M
+
+
+def test_limits_and_pixel_counts_are_checked():
+    assert parse_pixels("10M") == 10_000_000 and parse_pixels("500k") == 500_000
+    assert parse_pixels("2.5M") == 2_500_000 and parse_pixels("784") == 784
+    for bad in ("lots", "0", "-3", "1e6", "10MB"):
+        with pytest.raises(UsageError, match=f"--max-pixels {bad!r}"):
+            parse_pixels(bad)
+    with pytest.raises(UsageError, match="max_scans must be an integer >= 1"):
+        DecodeLimits(max_scans=0)
+
+
+def test_special_files_are_not_read(tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(ImageError, match="pipe.png: not a regular file"):
+        open_image(tmp_path / "pipe.png")  # would block forever if opened
+    with pytest.raises(ImageError, match="/dev/zero: not a regular file"):
+        open_image("/dev/zero")
+
+
+# --- fmnist-infer --max-pixels ---------------------------------------------------------------
+
+
+def test_infer_max_pixels(tmp_path):
+    from fmnist_edge.edge_runtime.cli import main
+
+    Image.new("L", (100, 100)).save(tmp_path / "a.png")
+    runner = CliRunner()
+    refused = runner.invoke(main, ["--max-pixels", "5K", str(tmp_path / "a.png")])
+    assert refused.exit_code == 1
+    assert refused.stderr.strip() == (
+        f"error: {tmp_path / 'a.png'}: 100x100 PNG is 10,000 pixels to decode, over the "
+        "5,000-pixel limit (--max-pixels)"
+    )
+    assert runner.invoke(main, ["--max-pixels", "10K", str(tmp_path / "a.png")]).exit_code == 0
+    bad = runner.invoke(main, ["--max-pixels", "many", str(tmp_path / "a.png")])
+    assert bad.exit_code == 2 and bad.output.startswith("error: --max-pixels 'many': not a pixel")

@@ -8,7 +8,7 @@ It writes Fashion-MNIST's training images (cycled when more are asked for, each 
 pixel so no two files are alike) as PNGs into class folders under the class names' slugs,
 upscaled to --size and, for rgb, tinted per class; then, each in a fresh process so its peak RSS
 is its own: (1) prepare() with an empty decode cache (decode), (2) prepare() again (the cache),
-(3) three epochs of --arch on the folder (`fmnist-train --data`; the median epoch is timed),
+(3) --epochs of --arch on the folder (`fmnist-train --data`; the median epoch is timed),
 and (4) the same on the IDX files at 28x28 (no --data). JSON on stdout.
 """
 
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--color", choices=["gray", "rgb"], default="rgb")
     p.add_argument("--arch", default="tiny")
+    p.add_argument("--epochs", type=int, default=3, help="of each training run (median timed)")
     p.add_argument("--work", type=Path, default=None, help="where files go (default: a temp dir)")
     p.add_argument("--write-only", type=Path, default=None, help="only write the folder here")
     p.add_argument("--no-train", action="store_true", help="decode and cache only")
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
                 "--arch",
                 a.arch,
                 "--epochs",
-                "3",
+                str(a.epochs),
             ]
             for name, extra in (
                 (

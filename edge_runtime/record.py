@@ -22,7 +22,7 @@ from fmnist_edge.common.errors import ModelError
 from fmnist_edge.common.labels import CLASS_NAMES
 from fmnist_edge.common.pixels import PIXEL_OFFSET, PIXEL_SCALE
 
-from .metadata import METADATA_NAME, metadata_entries, write_entry
+from .metadata import METADATA_NAME, read_metadata, write_entry
 
 FORMAT = "fmnist-edge/2"  # 2: input size and colour, dataset; 1: Fashion-MNIST implied
 FORMATS = ("fmnist-edge/1", FORMAT)
@@ -189,16 +189,8 @@ class ModelRecord:
     @classmethod
     def from_model(cls, model: bytes, name: str = "<model>") -> ModelRecord | None:
         """The record inside a .tflite's bytes, or None when it has none."""
-        raw = metadata_entries(model, name).get(METADATA_NAME)
-        if raw is None:
-            return None
-        try:
-            d = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{name}: unreadable {METADATA_NAME} metadata ({exc})") from None
-        if not isinstance(d, dict):
-            raise ModelError(f"{name}: {METADATA_NAME} metadata is not a JSON object")
-        return cls.from_dict(d, name)
+        d = read_metadata(model, name)
+        return None if d is None else cls.from_dict(d, name)
 
     @classmethod
     def assumed(

@@ -24,7 +24,7 @@ import numpy as np
 from fmnist_edge.common.errors import DataError, UsageError
 from fmnist_edge.common.labels import CLASS_NAMES
 
-from .decode import decode_files, default_look, file_digests
+from .decode import decode_files, default_look
 from .files import load_split, train_val_split
 from .images import COLORS, Dataset, Images
 from .sources import Listing, list_source
@@ -142,13 +142,11 @@ def _from_arrays(listing: Listing, spec: DataSpec) -> Dataset:
 
 def _from_files(listing: Listing, spec: DataSpec) -> Dataset:
     all_paths = [p for files in listing.splits.values() for p in files.paths]
-    if spec.image_size is None or spec.color is None:
-        side, color = default_look(all_paths)
-        side, color = spec.image_size or side, spec.color or color
-    else:
-        side, color = spec.image_size, spec.color
-    digests = file_digests(all_paths)
-    decoded = decode_files(all_paths, (side, side), color, digests=digests)
+    side, color = spec.image_size, spec.color
+    if side is None or color is None:  # chosen from the images' headers
+        looks = default_look(all_paths)
+        side, color = side or looks[0], color or looks[1]
+    decoded = decode_files(all_paths, (side, side), color)
     if decoded.bad and not spec.skip_bad:
         path, why = decoded.bad[0]
         more = f" (and {len(decoded.bad) - 1} more)" if len(decoded.bad) > 1 else ""

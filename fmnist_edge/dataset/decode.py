@@ -4,7 +4,7 @@ memory-mapped cache keyed by the files' content, the size and the colour. Later 
 runs and fmnist-export read the cache; a large set is never all in RAM.
 
 Cache: $XDG_CACHE_HOME/fmnist-edge/decoded/<key>.npy, (N, H, W, C) uint8, a row a file in the
-files' order, and <key>.json listing the rows that decoded and, for the others, what is wrong.
+files' order, and <key>.json naming the rows that did not decode and what is wrong with each.
 """
 
 from __future__ import annotations
@@ -112,9 +112,9 @@ def decode_files(
     info = _read_info(info_path)
     if info is not None and array_path.is_file():
         images = np.load(array_path, mmap_mode="r")
-        kept = np.asarray(info["kept"], dtype=np.int64)
-        if len(images) == len(paths):
+        if len(images) == len(paths) == info["files"]:
             bad = tuple((str(paths[i]), why) for i, why in info["bad"])
+            kept = _kept(len(paths), info["bad"])
             return Decoded(images, kept, bad, content, cached=True)
     root.mkdir(parents=True, exist_ok=True)
     channels = 3 if color == "rgb" else 1
@@ -134,11 +134,17 @@ def decode_files(
                         out[start + i] = result.reshape(*size, channels)
         out.flush()
         del out
-    bad_rows = {i for i, _ in bad_index}
-    kept = np.array([i for i in range(len(paths)) if i not in bad_rows], np.int64)
-    atomic_write_json(info_path, {"kept": kept.tolist(), "bad": bad_index, "files": len(paths)})
+    atomic_write_json(info_path, {"files": len(paths), "bad": bad_index})
     bad = tuple((str(paths[i]), why) for i, why in bad_index)
+    kept = _kept(len(paths), bad_index)
     return Decoded(np.load(array_path, mmap_mode="r"), kept, bad, content, cached=False)
+
+
+def _kept(n: int, bad: Sequence[tuple[int, str]]) -> np.ndarray:
+    """The rows of the files that decoded: all but ``bad``'s."""
+    good = np.ones(n, bool)
+    good[[i for i, _ in bad]] = False
+    return np.flatnonzero(good)
 
 
 def _read_info(path: Path) -> dict | None:
@@ -146,4 +152,4 @@ def _read_info(path: Path) -> dict | None:
         info = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return info if isinstance(info, dict) and "kept" in info and "bad" in info else None
+    return info if isinstance(info, dict) and "files" in info and "bad" in info else None

@@ -72,12 +72,12 @@ def read_model_bytes(model_path: str | os.PathLike | None) -> tuple[bytes, str]:
         raise ModelError(f"{path}: is a directory, not a .tflite file") from None
     except OSError as exc:
         raise ModelError(f"{path}: cannot read model ({exc.strerror or exc})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # io refuses a directory; /dev/zero would never end
+        os.close(fd)
+        what = "is a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise ModelError(f"{path}: {what}, not a .tflite file")
     with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise ModelError(f"{path}: is a directory, not a .tflite file")
-        if not stat.S_ISREG(info.st_mode):  # /dev/zero or a FIFO would be read without end
-            raise ModelError(f"{path}: not a regular file, not a .tflite file")
         if info.st_size > MAX_MODEL_BYTES:
             raise ModelError(
                 f"{path}: {info.st_size / MIB:,.0f} MiB; a .tflite over "

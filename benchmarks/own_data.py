@@ -72,33 +72,57 @@ def write_folder(root: Path, n: int, size: int, color: str, data_dir: str | None
 
 
 _PREPARE = """
-import json, resource, sys, time
+import json, sys, time
 from fmnist_edge.dataset.prepare import DataSpec, prepare
 t = time.perf_counter()
 data = prepare(DataSpec(sys.argv[1], image_size=int(sys.argv[2]), color=sys.argv[3]))
 seconds = time.perf_counter() - t
 n = len(data.train) + len(data.val)
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"images": n, "seconds": seconds, "images_per_s": n / seconds,
-                  "peak_rss_mib": rss}))
+print(json.dumps({"images": n, "seconds": round(seconds, 1), "images_per_s": round(n / seconds)}))
 """
 
 
-def _run(cmd: list[str], env: dict[str, str], work: Path) -> tuple[str, float, float]:
-    """stdout, wall seconds, and this child's own peak RSS in MiB (from wait4)."""
+def _status(pid: int) -> dict[str, int]:
+    """RssAnon and RssFile (KiB) of a live process, from /proc (empty when it has gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    return {
+        k: int(v.split()[0]) for k, v in (ln.split(":", 1) for ln in lines) if k.startswith("Rss")
+    }
+
+
+def _run(cmd: list[str], env: dict[str, str], work: Path) -> dict:
+    """Run ``cmd``; its stdout, wall seconds and peak memory in MiB: ``peak_rss_mib`` (wait4's
+    maximum resident set) and, sampled every 0.1 s, the peak of its anonymous pages (heap,
+    arrays: what it holds) and of its file-backed pages (the memory-mapped cache and libraries:
+    the kernel's to drop under pressure)."""
     with open(work / "out.txt", "w+") as out, open(work / "err.txt", "w+") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
+        anon = file = 0
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            now = _status(proc.pid)
+            anon, file = max(anon, now.get("RssAnon", 0)), max(file, now.get("RssFile", 0))
+            time.sleep(0.1)
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         if proc.returncode:
-            raise SystemExit(
-                f"{' '.join(cmd[:4])} ...: exit {proc.returncode}\n{err.read()[-2000:]}"
-            )
-        return out.read(), wall, usage.ru_maxrss / 1024
+            tail = err.read()[-2000:]
+            raise SystemExit(f"{' '.join(cmd[:4])} ...: exit {proc.returncode}\n{tail}")
+        return {
+            "stdout": out.read(),
+            "wall_s": round(wall, 1),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024),
+            "peak_anon_mib": round(anon / 1024),
+            "peak_file_mib": round(file / 1024),
+        }
 
 
 def _fit_speed(out_dir: Path) -> float:
@@ -126,17 +150,20 @@ def main(argv: list[str] | None = None) -> None:
         return
     work = Path(a.work or tempfile.mkdtemp(prefix="own-data-bench-"))
     env = {**os.environ, "XDG_CACHE_HOME": str(work / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    folder = work / "images"
+    folder = work / f"images-{a.images}-{a.size}-{a.color}"
     try:
         t = time.perf_counter()
-        write_folder(folder, a.images, a.size, color)
+        if not folder.is_dir():  # --work keeps the files for a rerun
+            write_folder(folder, a.images, a.size, color)
         written = time.perf_counter() - t
+        for old in ("cache", "train_folder", "train_idx"):  # an earlier run's, with --work
+            shutil.rmtree(work / old, ignore_errors=True)
         files_mib = sum(f.stat().st_size for f in folder.rglob("*.png")) / 2**20
         prepare = [sys.executable, "-c", _PREPARE, str(folder), str(a.size), color]
         rows = {}
         for step in ("decode", "cached"):
-            out, wall, _ = _run(prepare, env, work)
-            rows[step] = {**json.loads(out), "wall_s": round(wall, 1)}
+            run = _run(prepare, env, work)
+            rows[step] = {**json.loads(run.pop("stdout")), **run}
         cache_mib = sum(f.stat().st_size for f in (work / "cache").rglob("*")) / 2**20
         result = {
             "cpu": cpu_model(),
@@ -167,12 +194,9 @@ def main(argv: list[str] | None = None) -> None:
                 ("train_idx", []),
             ):
                 out_dir = work / name
-                _, wall, rss = _run([*train, *extra, "--out", str(out_dir)], env, work)
-                result[name] = {
-                    "wall_s": round(wall, 1),
-                    "fit_images_per_s": round(_fit_speed(out_dir)),
-                    "peak_rss_mib": round(rss),
-                }
+                run = _run([*train, *extra, "--out", str(out_dir)], env, work)
+                run.pop("stdout")
+                result[name] = {**run, "fit_images_per_s": round(_fit_speed(out_dir))}
         print(json.dumps(result, indent=2))
     finally:
         if a.work is None:

@@ -354,16 +354,20 @@ def test_fmnist_infer_and_bench_use_the_runs_names_and_split(own_models, tmp_pat
         assert list(accuracy["per_class"]) == ["boot", "sandal", "sneaker"]
 
 
-def test_fmnist_serve_shows_the_models_classes(own_models):
+@pytest.mark.parametrize(
+    "key, folder, shape",
+    [("rgb32", "rgb", [1, 32, 32, 3]), ("gray64", "gray/test", [1, 64, 64, 1])],
+)
+def test_fmnist_serve_shows_the_models_classes(own_models, key, folder, shape):
     from serve_helpers import call, start_server
 
-    out, _, result = own_models["rgb32"]
-    image = next((out.parent / "rgb" / "sandal").glob("*.png")).read_bytes()
+    out, _, result = own_models[key]
+    image = next((out.parent / folder / "sandal").glob("*.png")).read_bytes()
     server = start_server(["--model", str(result.path), "--workers", "1"])
     try:
         info = call(server, "GET", "/v1/model").json()
         assert info["class_names"] == ["boot", "sandal", "sneaker"]
-        assert info["modes"] == ["auto", "raw"] and info["input"]["shape"] == [1, 32, 32, 3]
+        assert info["modes"] == ["auto", "raw"] and info["input"]["shape"] == shape
         reply = call(server, "POST", "/v1/classify?top_k=3", image)
         assert reply.status == 200 and reply.json()["label"] in info["class_names"]
         assert [t["label"] for t in reply.json()["top_k"]] != []
@@ -394,3 +398,29 @@ def test_hackathon_csv_trains_the_same_model_as_the_idx_files(tmp_path, fmnist_t
     wb = keras.saving.load_model(tmp_path / "run-idx" / "last.keras").get_weights()
     for u, v in zip(wa, wb, strict=True):
         np.testing.assert_array_equal(u, v)
+
+
+def test_csv_and_idx_runs_export_classify_and_bench(tmp_path, fmnist_train, fmnist_test):
+    """The two other layouts end to end: the hackathon CSV with classes.txt, and an IDX folder
+    with its test files; fmnist-infer prints the names, fmnist-bench scores the test split."""
+    from fmnist_edge import Classifier
+    from fmnist_edge.benchmarks.config import BenchConfig
+    from fmnist_edge.benchmarks.runner import run_benchmark
+    from fmnist_edge.edge_runtime.cli import main as infer
+
+    (x, y, names), (tx, ty, _) = _pick(fmnist_train, 40), _pick(fmnist_test, 10)
+    csv_file = write_csv(tmp_path / "hackathon", x, y, names)
+    idx = write_idx(tmp_path / "idx", (x, y), (tx, ty), names)
+    for data in (csv_file, idx):
+        run = tmp_path / f"run-{data.stem}"
+        _train(data, run)
+        result = _export(run)
+        assert Classifier(result.path).class_names == names
+        image = tmp_path / "hackathon" / "train" / "0.png"
+        printed = CliRunner().invoke(infer, ["--model", str(result.path), str(image)])
+        assert printed.exit_code == 0 and printed.output.split(": ")[1].split(" (")[0] in names
+    cfg = BenchConfig.quick_defaults(
+        run_dir=tmp_path / "run-idx", out_dir=tmp_path / "bench", plots=False, cold_start_reps=0
+    )
+    report = run_benchmark(cfg).data
+    assert report["data"]["subset"] == "the run's test split" and report["data"]["images"] == 30

@@ -104,6 +104,8 @@ def test_each_layout_lists_its_classes_and_images(tmp_path, shoes):
     listing = list_source(idx)
     assert listing.kind == "idx" and listing.class_names == names
     assert listing.arrays["test"][0].shape == (len(tx), 28, 28, 1)
+    letters = write_idx(tmp_path / "letters", (x, y + 1), (tx, ty + 1), names)  # EMNIST's 1..K
+    np.testing.assert_array_equal(list_source(letters).arrays["train"][1], y)
 
 
 def test_the_decode_is_the_runtime_conversion_and_is_cached(tmp_path, shoes):

@@ -11,13 +11,15 @@ Layouts (``detect``):
   label strings (sorted), or a classes.txt beside it (one name a line, in index order) when
   the labels are integers.
 - ``idx``: a folder of MNIST-style IDX files (train/test images and labels, gzipped or not:
-  MNIST, KMNIST, EMNIST), with classes.txt for names.
+  MNIST, KMNIST, EMNIST), with classes.txt for names; labels count from 0, or from 1 when they
+  run 1..K for K names (EMNIST letters).
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,7 @@ _IDX = {
     "test_images": re.compile(r"(t10k|test)-images.*idx3-ubyte(\.gz)?$"),
     "test_labels": re.compile(r"(t10k|test)-labels.*idx1-ubyte(\.gz)?$"),
 }
+log = logging.getLogger("fmnist.data")
 _IMAGE_COLUMNS = ("id", "image", "filename", "file", "path", "image_path", "img")
 _LABEL_COLUMNS = ("label", "class", "category", "target", "y")
 
@@ -261,10 +264,14 @@ def read_idx_folder(path: Path) -> Listing:
         arrays[split] = (x[..., None], y.astype(np.int32))
     names, classes_sha = _classes_file(path)
     sha.update(classes_sha)
+    low = min(int(y.min()) for _, y in arrays.values())
+    top = max(int(y.max()) for _, y in arrays.values())
     if names is None:
         fashion = all(sha.get(stem) == digest for stem, digest in SHA256.items())
-        top = max(int(y.max()) for _, y in arrays.values())
         names = CLASS_NAMES if fashion else tuple(str(i) for i in range(top + 1))
+    elif low == 1 and top == len(names):  # EMNIST letters: labels 1-26 for 26 names
+        log.info("%s: labels 1-%d for %d class names: taken as counting from 1", path, top, top)
+        arrays = {split: (x, y - 1) for split, (x, y) in arrays.items()}
     for split, (_, y) in arrays.items():
         if int(y.max()) >= len(names):
             raise DataError(

@@ -1,5 +1,10 @@
 """Many inputs at once: expand files, directories and glob patterns, classify them in batches,
-and report each input's result or its one-line failure without stopping the others."""
+and report each input's result or its one-line failure without stopping the others.
+
+The folder pipeline: the inputs, in order, are cut into chunks of CHUNK; worker threads
+(threads.ordered_map) each decode a chunk with the runtime's own ``to_array`` and classify it in
+one batch on an interpreter borrowed from an InterpreterPool, while the next chunks decode.
+Results come back in input order, a few chunks at a time."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from fmnist_edge.common.errors import ImageError
 from .checks import check_mode, check_top_k
 from .classifier import Classifier, Prediction
 from .preprocess import to_array
+from .threads import InterpreterPool, ordered_map
 
 # What a directory listing counts as an image (explicitly named files are opened whatever
 # their name: Pillow identifies the format from the content).
@@ -87,36 +93,58 @@ def expand_inputs(args: Iterable[str | os.PathLike]) -> Iterator[Outcome]:
             yield Outcome(text)
 
 
+def _chunks(items: Iterable[Outcome], size: int) -> Iterator[list[Outcome]]:
+    chunk: list[Outcome] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _classify_chunk(pool: InterpreterPool, items: list[Outcome], mode: str, top_k: int):
+    """In a worker thread: decode each input of the chunk (a bad one becomes its error
+    Outcome), then classify the rest in one batch on a borrowed interpreter."""
+    arrays, out = [], []
+    for item in items:
+        if item.ok:
+            try:
+                arrays.append(to_array(item.path, mode))  # (28, 28) uint8
+            except ImageError as exc:
+                item = Outcome(item.path, error=str(exc))
+        out.append(item)
+    if not arrays:
+        return out
+    with pool.borrow() as clf:
+        preds = iter(clf.predict_batch(arrays, mode="raw", top_k=top_k))
+    return [Outcome(o.path, prediction=next(preds)) if o.ok else o for o in out]
+
+
 def classify_inputs(
-    clf: Classifier,
+    clf: Classifier | InterpreterPool,
     args: Iterable[str | os.PathLike],
     mode: str = "auto",
     top_k: int = 1,
     chunk: int = CHUNK,
+    workers: int | None = None,
 ) -> Iterator[Outcome]:
     """Outcomes for every image the arguments name, in order, streamed chunk by chunk. A bad
-    input becomes an error Outcome; the others are still classified."""
+    input becomes an error Outcome; the others are still classified.
+
+    With an InterpreterPool, ``workers`` threads (default: one per interpreter) each decode a
+    chunk and classify it on an interpreter of the pool, while the next chunks are decoded;
+    at most ``2 * workers`` chunks are in flight, so memory stays flat however many images
+    there are. A Classifier alone works in the caller's thread, one chunk after another."""
     check_mode(mode)
     check_top_k(top_k)
-    pending: list[tuple[str, object]] = []
+    pool = clf if isinstance(clf, InterpreterPool) else InterpreterPool.of(clf)
 
-    def flush() -> Iterator[Outcome]:
-        if not pending:
-            return
-        paths, arrays = zip(*pending, strict=True)
-        pending.clear()
-        preds = clf.predict_batch(arrays, mode="raw", top_k=top_k)
-        yield from (Outcome(p, prediction=pred) for p, pred in zip(paths, preds, strict=True))
+    def classify(items: list[Outcome]) -> list[Outcome]:
+        return _classify_chunk(pool, items, mode, top_k)
 
-    for item in expand_inputs(args):
-        if item.ok:
-            try:
-                pending.append((item.path, to_array(item.path, mode)))
-            except ImageError as exc:
-                item = Outcome(item.path, error=str(exc))
-        if not item.ok:
-            yield from flush()  # keep the output in input order
-            yield item
-        elif len(pending) >= chunk:
-            yield from flush()
-    yield from flush()
+    # another interpreter is made only when there is a chunk for it
+    chunks = pool.feeding(_chunks(expand_inputs(args), chunk))
+    for outcomes in ordered_map(classify, chunks, workers or pool.size):
+        yield from outcomes

@@ -1,5 +1,6 @@
 """fmnist-infer: say which piece of clothing each image shows, with a .tflite model and no
-TensorFlow. Parses options, builds a Classifier, streams batch.classify_inputs, prints.
+TensorFlow. Parses options, builds the interpreters (every usable core by default, as
+threads.plan_threads lays them out), streams batch.classify_inputs, prints.
 
 numpy, Pillow and the interpreter are imported inside ``main`` so that ``--help`` and usage
 errors stay instant on a Raspberry Pi.
@@ -21,7 +22,7 @@ from fmnist_edge.common.cli import (
     model_option,
     route_logging,
     runtime_option,
-    threads_option,
+    threads_option_saying,
 )
 from fmnist_edge.common.errors import UsageError
 
@@ -65,10 +66,16 @@ from .checks import MODES, TTA, check_top_k  # the library's own checks, without
     "come (into a temporary file beside it, renamed into place at the end).",
 )
 @model_option
-@threads_option
+@threads_option_saying(
+    "Cores to use (default: every core this process may use), each with an interpreter of one "
+    "thread and a worker that decodes for it."
+)
 @runtime_option
 @click.option(
-    "-v", "--verbose", is_flag=True, help="Report the model, the runtime in use and a summary."
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Report the model, the runtime, the interpreters and threads in use, and a summary.",
 )
 @debug_option
 @handle_errors
@@ -101,19 +108,20 @@ def main(
     from fmnist_edge.common.nativelog import native_stderr_captured
 
     from .batch import classify_inputs
-    from .classifier import Classifier
     from .output import csv_header, csv_line, csv_row, json_line, submission_writer, text_line
+    from .threads import InterpreterPool, plan_threads
 
+    runtime_name = None if runtime == "auto" else runtime
+    plan = plan_threads(threads)
     quiet = contextlib.nullcontext() if debug else native_stderr_captured()
-    with quiet:
-        clf = Classifier(
-            model, threads=threads, runtime=None if runtime == "auto" else runtime, tta=tta
-        )
-    if verbose:
-        flip = ", flip test-time augmentation" if tta == "flip" else ""
-        click.echo(
-            f"model {clf.name} ({clf.input_dtype} input), runtime {clf.runtime}{flip}", err=True
-        )
+    with quiet:  # the model is checked here: a bad one stops before any work
+        pool = InterpreterPool.for_plan(plan, model, runtime=runtime_name, tta=tta)
+    clf = pool.first
+    say = (lambda line: click.echo(line, err=True)) if verbose else (lambda line: None)
+    flip = ", flip test-time augmentation" if tta == "flip" else ""
+    say(f"model {clf.name} ({clf.input_dtype} input), runtime {clf.runtime}{flip}")
+    say(f"engine local: {plan}")
+    outcomes = classify_inputs(pool, images, mode=mode, top_k=top_k)
 
     # Results stream: each is printed, and its submission row written to a temporary file
     # beside --submission, as it comes (memory stays flat for any number of images). The file
@@ -124,7 +132,7 @@ def main(
         with rows as add_row:
             if as_csv:
                 click.echo(csv_line(csv_header(top_k)))
-            for outcome in classify_inputs(clf, images, mode=mode, top_k=top_k):
+            for outcome in outcomes:
                 seen, failed = seen + 1, failed + (not outcome.ok)
                 if add_row is not None:
                     add_row(outcome)

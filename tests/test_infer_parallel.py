@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -201,3 +202,19 @@ def test_cli_defaults_and_one_thread_give_the_same_output_and_submission(folder,
     assert rows[0] == "id,label" and [r.split(",")[0] for r in rows[1:]] == [
         f"{i:05d}" for i in range(300)
     ]
+
+
+# --- fmnist-bench's batch work ------------------------------------------------------------------
+
+
+def test_bench_accuracy_pass_uses_the_plan(fmnist_test):
+    from fmnist_edge.benchmarks.evaluate import evaluate_tflite
+    from fmnist_edge.edge_runtime.classifier import BUNDLED_MODEL
+    from fmnist_edge.edge_runtime.threads import plan_threads as plan
+
+    model = REPO / "edge_runtime" / BUNDLED_MODEL
+    images, labels = fmnist_test.images[:1100], fmnist_test.labels[:1100]
+    ev = evaluate_tflite(model, "int8", images, labels, threads=2)
+    expected = np.argmax(Classifier(model, threads=1).predict_proba(images), axis=1)
+    assert np.array_equal(ev.preds, expected)
+    assert f"{plan(2, source='--max-threads')}" in ev.runtime and ev.threads == 2

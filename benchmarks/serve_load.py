@@ -285,6 +285,7 @@ def environment(args: argparse.Namespace) -> dict:
 
     from fmnist_edge.common.machine import cpu_model, usable_cores
     from fmnist_edge.edge_runtime.serve.server import http_parser
+    from fmnist_edge.edge_runtime.serve.settings import default_threads
 
     parser = http_parser(args.http)
     return {
@@ -295,7 +296,7 @@ def environment(args: argparse.Namespace) -> dict:
         "uvicorn": uvicorn.__version__,
         "http_parser": parser,
         "workers": args.workers,
-        "threads_per_worker": args.threads or "the runtime's choice",
+        "threads_per_worker": args.threads or default_threads(args.workers),  # as the CLI's
     }
 
 
@@ -356,7 +357,8 @@ def render(r: dict) -> str:
     lines = [
         f"CPU {env['cpu']}, {env['cores']} cores; load average {env['load_average_before']} "
         f"before, {env['load_average_after']} after; Python {env['python']}, uvicorn "
-        f"{env['uvicorn']} ({env['http_parser']}), {env['workers']} workers",
+        f"{env['uvicorn']} ({env['http_parser']}), {env['workers']} workers x "
+        f"{env['threads_per_worker']} interpreter thread(s)",
         f"in-process Classifier (decode + predict, 1 thread): {r['in_process_images_per_s']:,.0f}"
         f" images/s, {r['in_process_cpu_ms_per_image']:.3f} CPU ms per image",
         "",

@@ -1,6 +1,7 @@
 """fmnist-infer: say which piece of clothing each image shows, with a .tflite model and no
 TensorFlow. Parses options, builds the interpreters (every usable core by default, as
-threads.plan_threads lays them out), streams batch.classify_inputs, prints.
+threads.plan_threads lays them out), streams batch.classify_inputs (with --engine ray,
+ray_engine.classify_on_ray), prints.
 
 numpy, Pillow and the interpreter are imported inside ``main`` so that ``--help`` and usage
 errors stay instant on a Raspberry Pi.
@@ -27,6 +28,8 @@ from fmnist_edge.common.cli import (
 from fmnist_edge.common.errors import UsageError
 
 from .checks import MODES, TTA, check_top_k  # the library's own checks, without numpy
+
+ENGINES = ("local", "ray")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,6 +75,21 @@ from .checks import MODES, TTA, check_top_k  # the library's own checks, without
 )
 @runtime_option
 @click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="local",
+    show_default=True,
+    help="local: this machine's cores. ray: a Ray cluster, for catalogs beyond one machine "
+    "(pip install 'fmnist-edge[ray]'; every path must be reachable from every node).",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    metavar="ADDR",
+    help="With --engine ray: the cluster to join (ray://HOST:10001, or HOST:6379 from one of "
+    "its nodes); default: start a local Ray instance.",
+)
+@click.option(
     "-v",
     "--verbose",
     is_flag=True,
@@ -90,6 +108,8 @@ def main(
     model: str | None,
     threads: int | None,
     runtime: str,
+    engine: str,
+    ray_address: str | None,
     verbose: bool,
     debug: bool,
 ) -> None:
@@ -103,6 +123,10 @@ def main(
     check_top_k(top_k, "--top-k")
     if submission and not Path(submission).resolve().parent.is_dir():
         raise UsageError(f"--submission {submission}: its directory does not exist")
+    if ray_address is not None and engine != "ray":
+        raise UsageError("--ray-address needs --engine ray")
+    if threads is not None and engine == "ray":
+        raise UsageError("--threads is for the local engine (Ray runs an actor per CPU)")
     route_logging("fmnist_edge.edge_runtime", logging.WARNING, "warning: ")
 
     from fmnist_edge.common.nativelog import native_stderr_captured
@@ -112,16 +136,23 @@ def main(
     from .threads import InterpreterPool, plan_threads
 
     runtime_name = None if runtime == "auto" else runtime
-    plan = plan_threads(threads)
+    plan = plan_threads(threads if engine == "local" else 1)
     quiet = contextlib.nullcontext() if debug else native_stderr_captured()
-    with quiet:  # the model is checked here: a bad one stops before any work
+    with quiet:  # the model is checked here (with Ray too): a bad one stops before any work
         pool = InterpreterPool.for_plan(plan, model, runtime=runtime_name, tta=tta)
     clf = pool.first
     say = (lambda line: click.echo(line, err=True)) if verbose else (lambda line: None)
     flip = ", flip test-time augmentation" if tta == "flip" else ""
     say(f"model {clf.name} ({clf.input_dtype} input), runtime {clf.runtime}{flip}")
-    say(f"engine local: {plan}")
-    outcomes = classify_inputs(pool, images, mode=mode, top_k=top_k)
+    if engine == "ray":
+        from .ray_engine import classify_on_ray
+
+        outcomes = classify_on_ray(
+            images, model, runtime_name, tta, mode, top_k, address=ray_address, announce=say
+        )
+    else:
+        say(f"engine local: {plan}")
+        outcomes = classify_inputs(pool, images, mode=mode, top_k=top_k)
 
     # Results stream: each is printed, and its submission row written to a temporary file
     # beside --submission, as it comes (memory stays flat for any number of images). The file

@@ -218,3 +218,30 @@ def test_bench_accuracy_pass_uses_the_plan(fmnist_test):
     expected = np.argmax(Classifier(model, threads=1).predict_proba(images), axis=1)
     assert np.array_equal(ev.preds, expected)
     assert f"{plan(2, source='--max-threads')}" in ev.runtime and ev.threads == 2
+
+
+# --- --engine ray, without starting Ray (tests/test_infer_ray.py starts one) ------------------
+
+
+def test_ray_options_are_refused_where_they_mean_nothing(folder, monkeypatch):
+    image = str(folder / "00000.png")
+    for args, message in (
+        (["--ray-address", "127.0.0.1:6379"], "--ray-address needs --engine ray"),
+        (["--engine", "ray", "--threads", "2"], "--threads is for the local engine"),
+    ):
+        result = CliRunner().invoke(main, [*args, image])
+        assert result.exit_code == 2 and message in result.output, result.output
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the [ray] extra were not installed
+    result = CliRunner().invoke(main, ["--engine", "ray", image])
+    assert result.exit_code == 2
+    assert result.output == "error: --engine ray needs Ray Data: pip install 'fmnist-edge[ray]'\n"
+
+
+def test_the_edge_extra_does_not_pull_ray():
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    extras = cfg["options.extras_require"]  # %(edge)s and the like expanded, as setuptools does
+    assert "ray" not in extras["edge"] and "ray" not in extras["serve"]
+    assert "ray[data]>=2.60" in extras["ray"].split() and "ray[data]" in extras["all"]

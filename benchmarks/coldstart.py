@@ -90,14 +90,19 @@ def run_process(cmd: list[str], timeout: float = _TIMEOUT_S) -> Process:
     return Process(out["seconds"], out["max_rss_mib"], out["returncode"], out["stderr"])
 
 
-def infer_command(model: Path, png: Path) -> list[str]:
-    """``fmnist-infer PNG --model MODEL``, as its console script runs it, by this interpreter
-    (whether or not the package is installed)."""
+def infer_argv(*args: str | os.PathLike) -> list[str]:
+    """``fmnist-infer ARGS...``, as its console script runs it, by this interpreter (whether or
+    not the package is installed)."""
     script = (
         "import sys; from fmnist_edge.edge_runtime.cli import main; "
         "sys.argv[0] = 'fmnist-infer'; main()"
     )
-    return [sys.executable, "-c", script, str(png), "--model", str(model)]
+    return [sys.executable, "-c", script, *map(str, args)]
+
+
+def infer_command(model: Path, png: Path) -> list[str]:
+    """``fmnist-infer PNG --model MODEL``: the cold start's command."""
+    return infer_argv(png, "--model", model)
 
 
 def fmnist_infer_available() -> bool:

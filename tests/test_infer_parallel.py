@@ -245,3 +245,32 @@ def test_the_edge_extra_does_not_pull_ray():
     extras = cfg["options.extras_require"]  # %(edge)s and the like expanded, as setuptools does
     assert "ray" not in extras["edge"] and "ray" not in extras["serve"]
     assert "ray[data]>=2.60" in extras["ray"].split() and "ray[data]" in extras["all"]
+
+
+# --- the benchmark of a folder at the interpreter's speed ------------------------------------
+
+
+@pytest.mark.slow
+def test_infer_folder_benchmark_runs_and_reports(tmp_path, capsys, fmnist_test):
+    """Its wiring on tiny folders (the numbers themselves are docs/benchmarks.md's)."""
+    import json
+
+    from fmnist_edge.benchmarks import infer_folder
+
+    out = tmp_path / "report.json"
+    infer_folder.main(["--images", "70,20", "--reps", "1", "--bound-images", "512", "--out",
+                       str(out)])
+    report = json.loads(out.read_text())
+    assert report["images"] == [20, 70] and len(report["reps"]) == 1
+    s = report["summary"]
+    assert set(s["bound"]) == set(s["layouts"]) == {"interpreters", "threads"}
+    for n in ("20", "70"):
+        assert s[n]["same_submission"] is True  # defaults and --threads 1 agree
+        assert s[n]["defaults"]["ratio"] > 0 and s[n]["defaults"]["rss_mib"] > 10
+    assert s["goal"]["met"] is False  # 10,000 images were not measured
+    printed = capsys.readouterr().out
+    assert "| 70 |" in printed and "goal (defaults >= 0.80 of the bound on 10,000 PNGs): not " \
+        "measured" in printed
+    with pytest.raises(SystemExit):
+        infer_folder.main(["--images", "ten"])
+    assert "--images 'ten': comma-separated image counts" in capsys.readouterr().err

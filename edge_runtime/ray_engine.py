@@ -17,6 +17,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import socket
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -70,21 +73,29 @@ def ray_session(address: str | None) -> Iterator[Any]:
         import ray.data
     except ImportError:
         raise UsageError("--engine ray needs Ray Data: pip install 'fmnist-edge[ray]'") from None
-    for name in ("ray", "ray.data"):  # start-up and progress notices: the output stays ours
-        logging.getLogger(name).setLevel(logging.ERROR)
+    # Ray Data logs to the console itself, a failure as a traceback; a run's failure reaches the
+    # user as one line of ours, so only its log file (in Ray's session folder) keeps them.
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setLevel(logging.CRITICAL + 1)
     started = False
     if not ray.is_initialized():
+        if address:
+            _check_reachable(address)
         try:
-            ray.init(
-                address=address or "local",
-                num_cpus=None if address else usable_cores(),
-                include_dashboard=False,
-                logging_level=logging.ERROR,
-                log_to_driver=False,
-            )
+            with warnings.catch_warnings():  # Ray warns before it raises: one line is enough
+                warnings.simplefilter("ignore")
+                ray.init(
+                    address=address or "local",
+                    num_cpus=None if address else usable_cores(),
+                    include_dashboard=False,
+                    logging_level=logging.ERROR,
+                    log_to_driver=False,
+                )
         except (ConnectionError, ValueError, RuntimeError) as exc:
             shown = f"--ray-address {address}" if address else "a local Ray instance"
-            raise UsageError(f"{shown}: cannot start or reach Ray ({exc})") from None
+            why = str(exc) if exc.__cause__ is None else f"{exc}: {_first_line(exc.__cause__)}"
+            raise UsageError(f"{shown}: cannot start or reach Ray ({why})") from None
         started = True
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # the results in the inputs' order
@@ -96,6 +107,22 @@ def ray_session(address: str | None) -> Iterator[Any]:
     finally:
         if started:
             ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """One line now, when nothing listens at a HOST:PORT address, rather than Ray retrying
+    for many minutes. "auto" and anything without a port are left to Ray."""
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=10):
+            pass
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise UsageError(
+            f"--ray-address {address}: nothing answers at {host}:{port} ({why})"
+        ) from None
 
 
 def _not_a_file(path: str) -> str | None:
@@ -180,14 +207,14 @@ def _ray_rows(ray, files, actors, model, runtime, tta, mode, top_k, chunk) -> It
             yield from zip(
                 batch["path"].tolist(), batch["error"].tolist(), batch["prediction"], strict=True
             )
-    except ray.exceptions.RayError as exc:
+    except (ray.exceptions.RayError, ray.data.exceptions.SystemException) as exc:
         raise ModelError(f"Ray: {_first_line(exc)}") from None
 
 
 def _first_line(exc: BaseException) -> str:
-    """A Ray error's cause in one line (Ray's own text spans a traceback)."""
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, FmnistError):
-        return str(cause)
+    """A Ray error in one line: the last line of its text (which may span a traceback), less
+    the class name when that is one of our errors an actor raised ("...ModelError: m.tflite:
+    model file not found" -> "m.tflite: model file not found")."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
+    last = lines[-1] if lines else type(exc).__name__
+    return re.sub(r"^fmnist_edge\.[\w.]+Error: ", "", last)

@@ -237,6 +237,15 @@ def test_ray_options_are_refused_where_they_mean_nothing(folder, monkeypatch):
     assert result.output == "error: --engine ray needs Ray Data: pip install 'fmnist-edge[ray]'\n"
 
 
+def test_a_ray_address_where_nothing_answers_is_one_line_at_once(folder):
+    pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    result = CliRunner().invoke(
+        main, ["--engine", "ray", "--ray-address", "127.0.0.1:1", str(folder / "00000.png")]
+    )
+    assert result.exit_code == 2  # not Ray's minutes of retries
+    assert result.output.startswith("error: --ray-address 127.0.0.1:1: nothing answers at ")
+
+
 def test_the_edge_extra_does_not_pull_ray():
     import configparser
 

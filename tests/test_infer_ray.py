@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from fmnist_edge.common.errors import ModelError
 from fmnist_edge.edge_runtime.batch import classify_inputs
 from fmnist_edge.edge_runtime.cli import main
 from fmnist_edge.edge_runtime.threads import InterpreterPool, plan_threads
@@ -22,7 +23,13 @@ BAD = "01000a-truncated.png"
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray instance for the module: the engine uses it as it finds it."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+    ray.init(
+        address="local",  # never a cluster this machine happens to know of
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level=logging.ERROR,
+        log_to_driver=False,
+    )
     yield ray
     ray.shutdown()
 
@@ -58,3 +65,14 @@ def test_the_command_on_ray_prints_what_the_local_engine_prints(local_ray, folde
     assert on_ray.stderr == local.stderr
     assert local.stderr.startswith(f"error: {folder / BAD}: ") and local.stderr.count("\n") == 1
     assert subs[1].read_text() == subs[0].read_text()
+
+
+def test_a_model_the_actors_cannot_read_stops_the_run_in_one_line(local_ray, folder, tmp_path):
+    """The driver checks --model first; a node that cannot read it (no shared file system)
+    fails in its actor, and that failure comes back as one ModelError naming the file."""
+    from fmnist_edge.edge_runtime.ray_engine import classify_on_ray
+
+    missing = tmp_path / "only-on-the-driver.tflite"
+    with pytest.raises(ModelError) as info:
+        list(classify_on_ray([folder / "00000.png"], model=str(missing)))
+    assert str(info.value) == f"Ray: {missing}: model file not found"

@@ -128,10 +128,11 @@ def infer_process(folder: Path, n: int, sub: Path, model: Path | None, *extra: s
     }
 
 
-def layouts(folder: Path, n: int, model: Path | None) -> dict[str, float]:
-    """Images/s of the folder pipeline in this process (classify_inputs), each layout."""
+def layouts(folder: Path, n: int, model: Path | None, rep: int) -> dict[str, float]:
+    """Images/s of the folder pipeline in this process (classify_inputs), each layout; which
+    goes first alternates with ``rep``, so that a load that rises or falls favours neither."""
     out = {}
-    for layout in LAYOUTS:
+    for layout in LAYOUTS[:: -1 if rep % 2 else 1]:
         pool = InterpreterPool.for_plan(plan_threads(usable_cores(), layout), model)
         start = time.perf_counter()
         done = sum(1 for o in classify_inputs(pool, [folder], mode="auto") if o.ok)
@@ -181,7 +182,7 @@ def measure(args: argparse.Namespace) -> dict:
                 same = filecmp.cmp(root / f"default{n0}.csv", root / "ray.csv", shallow=False)
                 rep["ray"] = {"images": n0, **ray, "same_submission": same}
             n1 = max([n for n in folders if n <= 10_000] or [n0])  # in-process: 10,000 at most
-            rep["layouts"] = layouts(folders[n1], n1, model)
+            rep["layouts"] = layouts(folders[n1], n1, model, len(report["reps"]))
             report["reps"].append(rep)
             print(f"rep {len(report['reps'])} of {args.reps} done", flush=True)
     report["load_average_after"] = load_average()

@@ -39,6 +39,7 @@ from fmnist_edge.edge_runtime.threads import LAYOUTS, InterpreterPool, plan_thre
 from .coldstart import infer_argv, run_process
 from .inputs import describe_tflite
 from .machine import load_average
+from .report import print_and_save
 from .runtimes import dist_version, interpreter
 
 BATCH = 256  # the bound's batch
@@ -282,11 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.out and not Path(args.out).resolve().parent.is_dir():
         parser.error(f"--out {args.out}: its directory does not exist")
     report = measure(args)
-    print(render(report))
-    if args.out:
-        from fmnist_edge.common.fileio import atomic_write_json
-
-        atomic_write_json(args.out, report)
+    print_and_save(render(report), report, args.out)
 
 
 if __name__ == "__main__":

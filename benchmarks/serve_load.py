@@ -31,6 +31,8 @@ import numpy as np
 
 from fmnist_edge.edge_runtime.serve.settings import HTTP_PARSERS
 
+from .report import print_and_save
+
 GOAL = {"clients": 8, "requests_per_s": 1000, "p99_ms": 20.0}
 
 
@@ -419,11 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.out and not Path(args.out).resolve().parent.is_dir():
         parser.error(f"--out {args.out}: its directory does not exist")
     report = measure(args)
-    print(render(report))
-    if args.out:
-        from fmnist_edge.common.fileio import atomic_write_json
-
-        atomic_write_json(args.out, report)
+    print_and_save(render(report), report, args.out)
 
 
 if __name__ == "__main__":

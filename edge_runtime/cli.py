@@ -86,8 +86,8 @@ ENGINES = ("local", "ray")
     "--ray-address",
     default=None,
     metavar="ADDR",
-    help="With --engine ray: the cluster to join (ray://HOST:10001, or HOST:6379 from one of "
-    "its nodes); default: start a local Ray instance.",
+    help="With --engine ray: the cluster to join, as ray.init takes it (auto on one of its "
+    "nodes, HOST:6379, ray://HOST:10001); default: start a local Ray instance.",
 )
 @click.option(
     "-v",

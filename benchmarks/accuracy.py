@@ -29,8 +29,10 @@ class Evaluation:
     preds: np.ndarray  # (N,) predicted class
     labels: np.ndarray  # (N,) true class
     seconds: float  # wall time of the whole pass
-    runtime: str  # what ran it ("keras predict, batch 256", "ai-edge-litert 2.3.0, 2 threads")
-    threads: int | None  # interpreter threads (None: the runtime's default pool)
+    # what ran it: "keras predict, batch 256", "ai-edge-litert 2.3.0, 2 interpreters x 1 thread
+    # (--max-threads: 2), edge_runtime Classifier"
+    runtime: str
+    threads: int | None  # cores it used (None: the runtime's own pool, Keras)
     class_names: tuple[str, ...] = CLASS_NAMES  # the model's classes, in label order
 
     @property

@@ -33,6 +33,7 @@ class Process:
     max_rss_mib: float | None  # peak resident set size (None where the OS won't say)
     returncode: int
     stderr: str  # its last lines, to explain a failure
+    cpu_seconds: float | None = None  # user + system CPU time, all its threads
 
 
 def write_png(image: np.ndarray, path: Path) -> Path:
@@ -70,6 +71,7 @@ seconds = time.perf_counter() - t0
 rss = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # macOS: bytes
 tail = err.decode("utf-8", "replace").strip().splitlines()[-3:]
 print(json.dumps({"seconds": seconds, "max_rss_mib": rss,
+                  "cpu_seconds": usage.ru_utime + usage.ru_stime,
                   "returncode": os.waitstatus_to_exitcode(status), "stderr": "\n".join(tail)}))
 """
 
@@ -90,17 +92,24 @@ def run_process(cmd: list[str], timeout: float = _TIMEOUT_S) -> Process:
         out = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
         return Process(0.0, None, -1, f"measuring wrapper failed: {proc.stderr.strip()[-200:]}")
-    return Process(out["seconds"], out["max_rss_mib"], out["returncode"], out["stderr"])
+    return Process(
+        out["seconds"], out["max_rss_mib"], out["returncode"], out["stderr"], out["cpu_seconds"]
+    )
 
 
-def infer_command(model: Path, png: Path) -> list[str]:
-    """``fmnist-infer PNG --model MODEL``, as its console script runs it, by this interpreter
-    (whether or not the package is installed)."""
+def infer_argv(*args: str | os.PathLike) -> list[str]:
+    """``fmnist-infer ARGS...``, as its console script runs it, by this interpreter (whether or
+    not the package is installed)."""
     script = (
         "import sys; from fmnist_edge.edge_runtime.cli import main; "
         "sys.argv[0] = 'fmnist-infer'; main()"
     )
-    return [sys.executable, "-c", script, str(png), "--model", str(model)]
+    return [sys.executable, "-c", script, *map(str, args)]
+
+
+def infer_command(model: Path, png: Path) -> list[str]:
+    """``fmnist-infer PNG --model MODEL``: the cold start's command."""
+    return infer_argv(png, "--model", model)
 
 
 def fmnist_infer_available() -> bool:

@@ -54,18 +54,27 @@ def evaluate_tflite(
     runtime: str | None = None,
     tick: Tick | None = None,
 ) -> Evaluation:
-    """A .tflite through Classifier.predict_proba with ``threads`` on ``runtime`` (None: the
-    first that works). The timing covers the predictions only, not loading the model."""
-    from fmnist_edge.edge_runtime.classifier import Classifier
+    """A .tflite through Classifier.predict_proba on ``threads`` cores, laid out as fmnist-infer
+    lays them out (edge_runtime.threads: by default that many interpreters of one thread, each
+    given chunks by its own worker thread), on ``runtime`` (None: the first that works). The
+    timing covers the predictions only, not loading the model."""
+    from fmnist_edge.edge_runtime.threads import InterpreterPool, ordered_map, plan_threads
 
-    clf = Classifier(path, threads=threads, runtime=runtime)
+    plan = plan_threads(threads, source="--max-threads")
+    pool = InterpreterPool.for_plan(plan, str(path), runtime=runtime)
+
+    def argmax(start: int) -> tuple[int, np.ndarray]:
+        with pool.borrow() as clf:
+            proba = clf.predict_proba(images[start : start + CHUNK])  # (n, 10) float32
+        return start, np.argmax(proba, axis=1)
+
     preds = np.empty(len(images), dtype=np.int64)
     t0 = time.perf_counter()
-    for start in range(0, len(images), CHUNK):
-        proba = clf.predict_proba(images[start : start + CHUNK])  # (n, 10) float32
-        preds[start : start + len(proba)] = np.argmax(proba, axis=1)
+    starts = pool.feeding(range(0, len(images), CHUNK))
+    for start, top in ordered_map(argmax, starts, plan.workers):
+        preds[start : start + len(top)] = top
         if tick is not None:
-            tick(start + len(proba))
+            tick(start + len(top))
     seconds = time.perf_counter() - t0
-    how = f"{clf.runtime}, {threads} thread{'s' * (threads > 1)}, edge_runtime Classifier"
-    return Evaluation(label, preds, labels, seconds, how, threads, clf.class_names)
+    how = f"{pool.first.runtime}, {plan}, edge_runtime Classifier"
+    return Evaluation(label, preds, labels, seconds, how, threads, pool.first.class_names)

@@ -96,3 +96,11 @@ def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     atomic_write_json(json_path, report)
     atomic_write_text(md_path, to_markdown(report))
     return json_path, md_path
+
+
+def print_and_save(text: str, report: Any, out: str | None) -> None:
+    """How a standalone benchmark (``python -m fmnist_edge.benchmarks.NAME``) ends: its table
+    on stdout, and with ``--out`` every number as JSON, written atomically."""
+    print(text)
+    if out:
+        atomic_write_json(out, report)

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import hostile
-from .serve_load import Client, cpu_seconds, launch, publish, rss_mib
+from .report import print_and_save
+from .serve_load import Client, cpu_seconds, launch, rss_mib
 
 ANKLE_BOOT = Path(__file__).resolve().parents[1] / "docs" / "examples" / "test0000-ankle-boot.png"
 HUGE_HEAD = 32 * 1024 * 1024  # bytes of one header line
@@ -354,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.out and not Path(args.out).resolve().parent.is_dir():
         parser.error(f"--out {args.out}: its directory does not exist")
     report = measure(args)
-    publish(report, render(report), args.out)
+    print_and_save(render(report), report, args.out)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ import numpy as np
 
 from fmnist_edge.edge_runtime.serve.settings import HTTP_PARSERS
 
+from .report import print_and_save
+
 GOAL = {"clients": 8, "requests_per_s": 1000, "p99_ms": 20.0}
 
 
@@ -281,6 +283,7 @@ def environment(args: argparse.Namespace) -> dict:
 
     from fmnist_edge.common.machine import cpu_model, usable_cores
     from fmnist_edge.edge_runtime.serve.server import http_parser
+    from fmnist_edge.edge_runtime.serve.settings import default_threads
 
     parser = http_parser(args.http)
     return {
@@ -291,7 +294,7 @@ def environment(args: argparse.Namespace) -> dict:
         "uvicorn": uvicorn.__version__,
         "http_parser": parser,
         "workers": args.workers,
-        "threads_per_worker": args.threads or "the runtime's choice",
+        "threads_per_worker": args.threads or default_threads(args.workers),  # as the CLI's
     }
 
 
@@ -352,7 +355,8 @@ def render(r: dict) -> str:
     lines = [
         f"CPU {env['cpu']}, {env['cores']} cores; load average {env['load_average_before']} "
         f"before, {env['load_average_after']} after; Python {env['python']}, uvicorn "
-        f"{env['uvicorn']} ({env['http_parser']}), {env['workers']} workers",
+        f"{env['uvicorn']} ({env['http_parser']}), {env['workers']} workers x "
+        f"{env['threads_per_worker']} interpreter thread(s)",
         f"in-process Classifier (decode + predict, 1 thread): {r['in_process_images_per_s']:,.0f}"
         f" images/s, {r['in_process_cpu_ms_per_image']:.3f} CPU ms per image",
         "",
@@ -392,15 +396,6 @@ def render(r: dict) -> str:
     return "\n".join(lines)
 
 
-def publish(report: dict, text: str, out: str | None) -> None:
-    """Print the human report; also write the JSON to ``out`` (atomically) when given."""
-    print(text)
-    if out:
-        from fmnist_edge.common.fileio import atomic_write_json
-
-        atomic_write_json(out, report)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="a .tflite (default: the bundled model)")
@@ -422,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.out and not Path(args.out).resolve().parent.is_dir():
         parser.error(f"--out {args.out}: its directory does not exist")
     report = measure(args)
-    publish(report, render(report), args.out)
+    print_and_save(render(report), report, args.out)
 
 
 if __name__ == "__main__":

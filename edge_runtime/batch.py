@@ -1,5 +1,11 @@
 """Many inputs at once: expand files, directories and glob patterns, classify them in batches,
-and report each input's result or its one-line failure without stopping the others."""
+and report each input's result or its one-line failure without stopping the others.
+
+The folder pipeline: the inputs, in order, are cut into chunks of CHUNK; worker threads
+(threads.ordered_map) each decode a chunk with the runtime's own ``to_array`` (for the model's size
+and colour, within the decode budget) and classify it in
+one batch on an interpreter borrowed from an InterpreterPool, while the next chunks decode.
+Results come back in input order, a few chunks at a time."""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from fmnist_edge.common.errors import ImageError
 from .budget import DecodeLimits
 from .checks import check_top_k
 from .classifier import Classifier, Prediction
+from .threads import InterpreterPool, ordered_map
 
 # What a directory listing counts as an image (explicitly named files are opened whatever
 # their name: Pillow identifies the format from the content).
@@ -87,38 +94,67 @@ def expand_inputs(args: Iterable[str | os.PathLike]) -> Iterator[Outcome]:
             yield Outcome(text)
 
 
+def _chunks(items: Iterable[Outcome], size: int) -> Iterator[list[Outcome]]:
+    chunk: list[Outcome] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _classify_chunk(
+    pool: InterpreterPool,
+    items: list[Outcome],
+    mode: str,
+    top_k: int,
+    limits: DecodeLimits | None = None,
+):
+    """In a worker thread: decode each input of the chunk within ``limits`` (a bad one becomes
+    its error Outcome), then classify the rest in one batch on a borrowed interpreter."""
+    arrays, out = [], []
+    for item in items:
+        if item.ok:
+            try:  # the model's size and colour ((28, 28) uint8 for Fashion-MNIST's)
+                arrays.append(pool.first.to_array(item.path, mode, limits=limits))
+            except ImageError as exc:
+                item = Outcome(item.path, error=str(exc))
+        out.append(item)
+    if not arrays:
+        return out
+    with pool.borrow() as clf:
+        preds = iter(clf.predict_batch(arrays, mode="raw", top_k=top_k))
+    return [Outcome(o.path, prediction=next(preds)) if o.ok else o for o in out]
+
+
 def classify_inputs(
-    clf: Classifier,
+    clf: Classifier | InterpreterPool,
     args: Iterable[str | os.PathLike],
     mode: str = "auto",
     top_k: int = 1,
     chunk: int = CHUNK,
+    workers: int | None = None,
     limits: DecodeLimits | None = None,
 ) -> Iterator[Outcome]:
     """Outcomes for every image the arguments name, in order, streamed chunk by chunk, each
     decoded within ``limits`` (None: the defaults). A bad input becomes an error Outcome; the
-    others are still classified."""
-    mode = clf.resolve_mode(mode)  # photo and auto are Fashion-MNIST's: raw for other models
+    others are still classified.
+
+    With an InterpreterPool, ``workers`` threads (default: one per interpreter) each decode a
+    chunk and classify it on an interpreter of the pool, while the next chunks are decoded;
+    at most ``2 * workers`` chunks are in flight, so memory stays flat however many images
+    there are. A Classifier alone works in the caller's thread, one chunk after another."""
     check_top_k(top_k)
-    pending: list[tuple[str, object]] = []
+    pool = clf if isinstance(clf, InterpreterPool) else InterpreterPool.of(clf)
+    # photo and auto are Fashion-MNIST's: raw for other models (to_array only reads the record)
+    mode = pool.first.resolve_mode(mode)
 
-    def flush() -> Iterator[Outcome]:
-        if not pending:
-            return
-        paths, arrays = zip(*pending, strict=True)
-        pending.clear()
-        preds = clf.predict_batch(arrays, mode="raw", top_k=top_k)
-        yield from (Outcome(p, prediction=pred) for p, pred in zip(paths, preds, strict=True))
+    def classify(items: list[Outcome]) -> list[Outcome]:
+        return _classify_chunk(pool, items, mode, top_k, limits)
 
-    for item in expand_inputs(args):
-        if item.ok:
-            try:
-                pending.append((item.path, clf.to_array(item.path, mode, limits=limits)))
-            except ImageError as exc:
-                item = Outcome(item.path, error=str(exc))
-        if not item.ok:
-            yield from flush()  # keep the output in input order
-            yield item
-        elif len(pending) >= chunk:
-            yield from flush()
-    yield from flush()
+    # another interpreter is made only when there is a chunk for it
+    chunks = pool.feeding(_chunks(expand_inputs(args), chunk))
+    for outcomes in ordered_map(classify, chunks, workers or pool.size):
+        yield from outcomes

@@ -1,5 +1,7 @@
 """fmnist-infer: say which piece of clothing each image shows, with a .tflite model and no
-TensorFlow. Parses options, builds a Classifier, streams batch.classify_inputs, prints.
+TensorFlow. Parses options, builds the interpreters (every usable core by default, as
+threads.plan_threads lays them out), streams batch.classify_inputs (with --engine ray,
+ray_engine.classify_on_ray), prints.
 
 numpy, Pillow and the interpreter are imported inside ``main`` so that ``--help`` and usage
 errors stay instant on a Raspberry Pi.
@@ -22,7 +24,7 @@ from fmnist_edge.common.cli import (
     model_option,
     route_logging,
     runtime_option,
-    threads_option,
+    threads_option_saying,
 )
 from fmnist_edge.common.errors import RuntimeUnavailable, UsageError
 
@@ -42,6 +44,9 @@ def _missing_package(exc: ImportError) -> Exception:
         return exc
     package = _PACKAGES.get(name, name)
     return RuntimeUnavailable(f"{package} is not installed ({exc}): pip install {package.lower()}")
+
+
+ENGINES = ("local", "ray")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -82,10 +87,31 @@ def _missing_package(exc: ImportError) -> Exception:
 )
 @max_pixels_option(DecodeLimits.max_pixels)
 @model_option
-@threads_option
+@threads_option_saying(
+    "Cores to use (default: every core this process may use), each with an interpreter of one "
+    "thread and a worker that decodes for it."
+)
 @runtime_option
 @click.option(
-    "-v", "--verbose", is_flag=True, help="Report the model, the runtime in use and a summary."
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="local",
+    show_default=True,
+    help="local: this machine's cores. ray: a Ray cluster, for catalogs beyond one machine "
+    "(pip install 'fmnist-edge[ray]'; every path must be reachable from every node).",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    metavar="ADDR",
+    help="With --engine ray: the cluster to join, as ray.init takes it (auto on one of its "
+    "nodes, HOST:6379, ray://HOST:10001); default: start a local Ray instance.",
+)
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Report the model, the runtime, the interpreters and threads in use, and a summary.",
 )
 @debug_option
 @handle_errors
@@ -101,6 +127,8 @@ def main(
     model: str | None,
     threads: int | None,
     runtime: str,
+    engine: str,
+    ray_address: str | None,
     verbose: bool,
     debug: bool,
 ) -> None:
@@ -116,27 +144,39 @@ def main(
     limits = DecodeLimits(max_pixels=parse_pixels(max_pixels))
     if submission and not Path(submission).resolve().parent.is_dir():
         raise UsageError(f"--submission {submission}: its directory does not exist")
+    if ray_address is not None and engine != "ray":
+        raise UsageError("--ray-address needs --engine ray")
+    if threads is not None and engine == "ray":
+        raise UsageError("--threads is for the local engine (Ray runs an actor per CPU)")
     route_logging("fmnist_edge.edge_runtime", logging.WARNING, "warning: ")
 
     from fmnist_edge.common.nativelog import native_stderr_captured
 
     try:
         from .batch import classify_inputs
-        from .classifier import Classifier
         from .output import csv_header, csv_line, csv_row, json_line, submission_writer, text_line
+        from .threads import InterpreterPool, plan_threads
     except ImportError as exc:
         raise _missing_package(exc) from None
 
+    runtime_name = None if runtime == "auto" else runtime
+    plan = plan_threads(threads if engine == "local" else 1)
     quiet = contextlib.nullcontext() if debug else native_stderr_captured()
-    with quiet:
-        clf = Classifier(
-            model, threads=threads, runtime=None if runtime == "auto" else runtime, tta=tta
+    with quiet:  # the model is checked here (with Ray too): a bad one stops before any work
+        pool = InterpreterPool.for_plan(plan, model, runtime=runtime_name, tta=tta)
+    clf = pool.first
+    say = (lambda line: click.echo(line, err=True)) if verbose else (lambda line: None)
+    flip = ", flip test-time augmentation" if tta == "flip" else ""
+    say(f"model {clf.name} ({clf.input_dtype} input), runtime {clf.runtime}{flip}")
+    if engine == "ray":
+        from .ray_engine import classify_on_ray
+
+        outcomes = classify_on_ray(
+            images, model, runtime_name, tta, mode, top_k, address=ray_address, announce=say
         )
-    if verbose:
-        flip = ", flip test-time augmentation" if tta == "flip" else ""
-        click.echo(
-            f"model {clf.name} ({clf.input_dtype} input), runtime {clf.runtime}{flip}", err=True
-        )
+    else:
+        say(f"engine local: {plan}")
+        outcomes = classify_inputs(pool, images, mode=mode, top_k=top_k, limits=limits)
 
     # Results stream: each is printed, and its submission row written to a temporary file
     # beside --submission, as it comes (memory stays flat for any number of images). The file
@@ -162,7 +202,7 @@ def main(
     with rows as add_row:
         if as_csv:
             show(csv_line(csv_header(top_k)))
-        for outcome in classify_inputs(clf, images, mode=mode, top_k=top_k, limits=limits):
+        for outcome in outcomes:
             seen, failed = seen + 1, failed + (not outcome.ok)
             if add_row is not None:
                 add_row(outcome)

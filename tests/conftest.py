@@ -22,8 +22,14 @@ TRAINING_MODULES = {
     "test_export_metadata.py",
     "test_new_user.py",
 }
-# Modules whose tests start servers or a browser: not training, but seconds each.
-PROCESS_MODULES = {"test_serve.py", "test_serve_hostile.py", "test_serve_page.py", "test_wheel.py"}
+# Modules whose tests start servers, a browser or Ray: not training, but seconds each.
+PROCESS_MODULES = {
+    "test_serve.py",
+    "test_serve_hostile.py",
+    "test_serve_page.py",
+    "test_wheel.py",
+    "test_infer_ray.py",
+}
 DATA_FIXTURES = {"fmnist_train", "fmnist_test"} | TRAINING_FIXTURES
 NO_DATA = (
     "Fashion-MNIST not found: apt-get install dataset-fashion-mnist "

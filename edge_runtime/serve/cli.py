@@ -16,7 +16,7 @@ from fmnist_edge.common.cli import (
     model_option,
     route_logging,
     runtime_option,
-    threads_option,
+    threads_option_saying,
 )
 from fmnist_edge.common.errors import UsageError
 
@@ -59,7 +59,10 @@ from .settings import HTTP_PARSERS
     default=None,
     help="Worker threads, each with its own interpreter (default: one per core, at most 4).",
 )
-@threads_option
+@threads_option_saying(
+    "Interpreter threads per worker (default: the usable cores shared out among the workers, "
+    "at least 1 each)."
+)
 @runtime_option
 @click.option(
     "--max-body",
@@ -149,15 +152,23 @@ def main(
     Exit status: 0 stopped (SIGTERM, SIGHUP, Ctrl-C), 2 usage or model error.
     """
     from ..budget import parse_pixels
-    from .settings import ServeSettings, check_settings, default_workers, parse_size, read_token
+    from .settings import (
+        ServeSettings,
+        check_settings,
+        default_threads,
+        default_workers,
+        parse_size,
+        read_token,
+    )
 
     route_logging("fmnist_edge.edge_runtime", logging.INFO)
+    workers = workers or default_workers()
     settings = check_settings(
         ServeSettings(
             model=model,
             runtime=None if runtime == "auto" else runtime,
-            threads=threads,
-            workers=workers or default_workers(),
+            threads=threads or default_threads(workers),
+            workers=workers,
             host=host,
             port=port,
             token=read_token(token_file),
@@ -188,8 +199,10 @@ def main(
 
     def ready(url: str) -> None:
         auth = "bearer token required" if settings.token else "no token"
+        threads = f"{settings.threads} thread{'s' * (settings.threads > 1)} per worker"
         click.echo(
-            f"fmnist-serve: listening on {url} ({auth}; {settings.workers} workers; {parser})",
+            f"fmnist-serve: listening on {url} ({auth}; {threads}, {settings.workers} workers; "
+            f"{parser})",
             err=True,
         )
 

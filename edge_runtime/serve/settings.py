@@ -33,7 +33,7 @@ _HOST_NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")  # lower case, as the CLI
 class ServeSettings:
     model: str | None = None  # .tflite path; None: the bundled model
     runtime: str | None = None  # interpreter package; None: the first that works
-    threads: int | None = None  # interpreter threads per worker; None: the runtime's choice
+    threads: int | None = None  # threads per worker; None: the runtime's (CLI: default_threads())
     workers: int = 2  # worker threads, each with its own Classifier (CLI: default_workers())
     host: str = "127.0.0.1"  # the address to listen on
     port: int = 8000  # 0: any free port
@@ -60,6 +60,14 @@ def default_workers() -> int:
     from fmnist_edge.common.machine import usable_cores
 
     return max(1, min(4, usable_cores()))
+
+
+def default_threads(workers: int) -> int:
+    """Interpreter threads per worker: the usable cores shared out among the workers, at least
+    one each (2 workers on 2 cores: 1 each; 4 on a Pi's 4: 1 each; 4 on 8 cores: 2 each)."""
+    from fmnist_edge.common.machine import usable_cores
+
+    return max(1, usable_cores() // workers)
 
 
 def is_loopback(host: str) -> bool:

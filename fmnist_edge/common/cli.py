@@ -27,12 +27,15 @@ model_option = click.option(
     default=None,
     help="The .tflite model (default: the bundled int8 model).",
 )
-threads_option = click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Interpreter threads (default: the runtime's choice).",
-)
+
+
+def threads_option_saying(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--threads`` (an integer >= 1, default None) with a command's own help: what the threads
+    are for, and what None means, differ between commands."""
+    return click.option("--threads", type=click.IntRange(min=1), default=None, help=help_text)
+
+
+threads_option = threads_option_saying("Interpreter threads (default: the runtime's choice).")
 seed_option = click.option("--seed", type=int, default=42, show_default=True, help="Random seed.")
 data_dir_option = click.option(
     "--data-dir",

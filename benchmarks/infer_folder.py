@@ -1,0 +1,290 @@
+"""fmnist-infer on a folder of PNGs, as a whole process, against the bare batched interpreter
+with every core: how much of this machine's interpreter speed a user gets.
+
+    python -m fmnist_edge.benchmarks.infer_folder [--images 1000,10000,100000] [--reps 3] \
+        [--model M.tflite] [--ray] [--out infer_folder.json]
+
+The folders hold the official test images as 28x28 PNGs (beyond 10,000, the same files again
+as hard links), in a temporary folder removed at the end. Each rep measures, one after the
+other on the same machine: the bound (a bare interpreter on the decoded images, batches of 256,
+as one interpreter of N threads and as N interpreters of one thread, the faster taken), then for
+each folder ``fmnist-infer DIR --submission S`` with its defaults and with ``--threads 1``
+(wall time and peak RSS of the whole process), then the folder pipeline in this process laid
+out both ways (edge_runtime.threads: the measurement behind its default). Ratios are taken
+within a rep, and the median over reps is reported. ``--ray`` adds ``--engine ray`` on the
+smallest folder, against the local engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import statistics
+import tempfile
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmnist_edge.common.machine import cpu_model, usable_cores
+from fmnist_edge.edge_runtime.batch import classify_inputs
+from fmnist_edge.edge_runtime.classifier import BUNDLED_MODEL
+from fmnist_edge.edge_runtime.interpreter import TensorSpec
+from fmnist_edge.edge_runtime.threads import LAYOUTS, InterpreterPool, plan_threads
+
+from .coldstart import infer_argv, run_process
+from .inputs import describe_tflite
+from .machine import load_average
+from .report import print_and_save
+from .runtimes import dist_version, interpreter
+
+BATCH = 256  # the bound's batch
+GOAL = {"images": 10_000, "ratio": 0.80}  # of the all-core bound, with the defaults
+
+
+def write_folders(test: np.ndarray, sizes: list[int], root: Path) -> dict[int, Path]:
+    """A folder of ``n`` PNGs for each size: the test images in order, then again (hard links
+    to the first copies, or symlinks where the file system has none)."""
+    from PIL import Image
+
+    base = root / "png"
+    base.mkdir()
+    originals = []
+    for i, pixels in enumerate(test[: max(sizes)]):
+        originals.append(base / f"{i:05d}.png")
+        Image.fromarray(pixels, mode="L").save(originals[-1])
+    folders = {}
+    for n in sizes:
+        folders[n] = root / f"img{n}"
+        folders[n].mkdir()
+        for i in range(n):
+            src, dst = originals[i % len(originals)], folders[n] / f"{i:06d}.png"
+            try:
+                os.link(src, dst)
+            except OSError:
+                os.symlink(src.resolve(), dst)
+    return folders
+
+
+def bound(model: Path, test: np.ndarray, cores: int) -> dict[str, float]:
+    """Images/s of bare ai-edge-litert interpreters on ``test`` (decoded, already in the input
+    tensor's dtype), batches of 256, every core: one interpreter of ``cores`` threads, and
+    ``cores`` interpreters of one thread in as many Python threads (invoke releases the GIL);
+    and the CPU milliseconds per image of each ("<layout>_cpu_ms")."""
+    meta = describe_tflite(model)
+    out = {}
+    for layout in LAYOUTS:
+        plan = plan_threads(cores, layout, source="cores")
+        interps = [
+            interpreter("ai-edge-litert", model, plan.threads) for _ in range(plan.interpreters)
+        ]
+        detail = interps[0].get_input_details()[0]
+        spec = TensorSpec.from_details(detail)
+        x = spec.quantize(test[..., None].astype(np.float32) * meta.scale + meta.offset)
+        batches = [x[s : s + BATCH] for s in range(0, len(x) - BATCH + 1, BATCH)]
+        for it in interps:
+            it.resize_tensor_input(detail["index"], [BATCH, 28, 28, 1])
+            it.allocate_tensors()
+            _invoke(it, detail["index"], batches[0])  # warm-up
+        threads = [
+            threading.Thread(target=_run, args=(it, detail["index"], batches[k :: len(interps)]))
+            for k, it in enumerate(interps)
+        ]
+        start, cpu = time.perf_counter(), time.process_time()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        n = len(batches) * BATCH
+        out[layout] = n / (time.perf_counter() - start)
+        out[f"{layout}_cpu_ms"] = (time.process_time() - cpu) * 1000.0 / n
+    return out
+
+
+def _invoke(interp: Any, index: int, batch: np.ndarray) -> None:
+    interp.set_tensor(index, batch)
+    interp.invoke()
+
+
+def _run(interp: Any, index: int, batches: list[np.ndarray]) -> None:
+    for batch in batches:
+        _invoke(interp, index, batch)
+
+
+def infer_process(folder: Path, n: int, sub: Path, model: Path | None, *extra: str) -> dict:
+    """``fmnist-infer FOLDER --submission SUB [EXTRA]`` as a new process: wall, peak RSS."""
+    argv = infer_argv(folder, "--submission", sub, *extra, *(["--model", model] if model else []))
+    proc = run_process(argv, timeout=max(120.0, n / 50.0))
+    if proc.returncode != 0:
+        raise RuntimeError(f"fmnist-infer {' '.join(extra)} failed: {proc.stderr}")
+    return {
+        "seconds": proc.seconds,
+        "images_per_s": n / proc.seconds,
+        "rss_mib": proc.max_rss_mib,
+        "cpu_ms": proc.cpu_seconds * 1000.0 / n,  # per image, start-up included
+    }
+
+
+def layouts(folder: Path, n: int, model: Path | None, rep: int) -> dict[str, float]:
+    """Images/s of the folder pipeline in this process (classify_inputs), each layout; which
+    goes first alternates with ``rep``, so that a load that rises or falls favours neither."""
+    out = {}
+    for layout in LAYOUTS[:: -1 if rep % 2 else 1]:
+        pool = InterpreterPool.for_plan(plan_threads(usable_cores(), layout), model)
+        start = time.perf_counter()
+        done = sum(1 for o in classify_inputs(pool, [folder], mode="auto") if o.ok)
+        if done != n:
+            raise RuntimeError(f"{n - done} images of {folder} failed")
+        out[layout] = n / (time.perf_counter() - start)
+    return out
+
+
+def measure(args: argparse.Namespace) -> dict:
+    from fmnist_edge.dataset.files import load_split
+
+    model = Path(args.model) if args.model else None
+    model_file = model or Path(str(resources.files("fmnist_edge.edge_runtime") / BUNDLED_MODEL))
+    test = load_split("test", args.data_dir).images
+    cores = usable_cores()
+    report: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "cores": cores,
+        "load_average_before": load_average(),
+        "model": str(model_file),
+        "ai_edge_litert": dist_version("ai-edge-litert"),
+        "default_plan": plan_threads().to_dict(),
+        "images": args.images,
+        "reps": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="fmnist-infer-folder-") as tmp:
+        root = Path(tmp)
+        folders = write_folders(test, args.images, root)
+        for _ in range(args.reps):
+            rep: dict[str, Any] = {"load_average": load_average()}
+            rep["bound"] = bound(model_file, test[: args.bound_images], cores)
+            best = max(rep["bound"][k] for k in LAYOUTS)
+            for n, folder in folders.items():
+                subs = root / f"default{n}.csv", root / f"one{n}.csv"
+                default = infer_process(folder, n, subs[0], model)
+                one = infer_process(folder, n, subs[1], model, "--threads", "1")
+                same = filecmp.cmp(*subs, shallow=False)
+                rep[str(n)] = {
+                    "defaults": {**default, "ratio": default["images_per_s"] / best},
+                    "threads_1": {**one, "ratio": one["images_per_s"] / best},
+                    "same_submission": same,
+                }
+            n0 = min(folders)
+            if args.ray:
+                ray = infer_process(folders[n0], n0, root / "ray.csv", model, "--engine", "ray")
+                same = filecmp.cmp(root / f"default{n0}.csv", root / "ray.csv", shallow=False)
+                rep["ray"] = {"images": n0, **ray, "same_submission": same}
+            n1 = max([n for n in folders if n <= 10_000] or [n0])  # in-process: 10,000 at most
+            rep["layouts"] = layouts(folders[n1], n1, model, len(report["reps"]))
+            report["reps"].append(rep)
+            print(f"rep {len(report['reps'])} of {args.reps} done", flush=True)
+    report["load_average_after"] = load_average()
+    report["summary"] = summarize(report)
+    return report
+
+
+def summarize(report: dict) -> dict:
+    """Medians over the reps."""
+    reps = report["reps"]
+    out: dict[str, Any] = {
+        "bound": {k: statistics.median([r["bound"][k] for r in reps]) for k in reps[0]["bound"]},
+        "layouts": {k: statistics.median([r["layouts"][k] for r in reps]) for k in LAYOUTS},
+    }
+    for n in report["images"]:
+        out[str(n)] = {
+            how: {
+                key: statistics.median([r[str(n)][how][key] for r in reps])
+                for key in ("seconds", "images_per_s", "rss_mib", "ratio", "cpu_ms")
+            }
+            for how in ("defaults", "threads_1")
+        }
+        out[str(n)]["same_submission"] = all(r[str(n)]["same_submission"] for r in reps)
+    if "ray" in reps[0]:
+        ray = [r["ray"] for r in reps]
+        out["ray"] = {k: statistics.median([r[k] for r in ray]) for k in ("seconds", "rss_mib")}
+        out["ray"]["same_submission"] = all(r["ray"]["same_submission"] for r in reps)
+    goal = out.get(str(GOAL["images"]))
+    out["goal"] = {**GOAL, "met": bool(goal and goal["defaults"]["ratio"] >= GOAL["ratio"])}
+    return out
+
+
+def render(report: dict) -> str:
+    s = report["summary"]
+    b, lay = s["bound"], s["layouts"]
+    lines = [
+        f"CPU {report['cpu']}, {report['cores']} usable cores; load average "
+        f"{report['load_average_before']} before, {report['load_average_after']} after; "
+        f"ai-edge-litert {report['ai_edge_litert']}; {len(report['reps'])} reps, medians",
+        f"bound, bare interpreter, batch {BATCH}, all {report['cores']} cores: "
+        f"1 x {report['cores']} threads {b['threads']:,.0f} img/s ({b['threads_cpu_ms']:.3f} CPU "
+        f"ms/img), {report['cores']} x 1 thread {b['interpreters']:,.0f} img/s "
+        f"({b['interpreters_cpu_ms']:.3f} CPU ms/img); the bound is the faster",
+        f"folder pipeline in-process: {report['cores']} interpreters x 1 thread "
+        f"{lay['interpreters']:,.0f} img/s, 1 interpreter x {report['cores']} threads "
+        f"{lay['threads']:,.0f} img/s (the default: {report['default_plan']['text']})",
+        "",
+        "| images | defaults s | img/s | ratio to bound | CPU ms/img | peak RSS MiB "
+        "| --threads 1 s | img/s | ratio | CPU ms/img | peak RSS MiB | same submission |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for n in report["images"]:
+        d, o = s[str(n)]["defaults"], s[str(n)]["threads_1"]
+        cells = [f"{n:,}"]
+        for r in (d, o):
+            cells += [
+                f"{r['seconds']:.2f}",
+                f"{r['images_per_s']:,.0f}",
+                f"{r['ratio']:.2f}",
+                f"{r['cpu_ms']:.3f}",
+                f"{r['rss_mib']:.1f}",
+            ]
+        lines.append(f"| {' | '.join(cells)} | {s[str(n)]['same_submission']} |")
+    if "ray" in s:
+        n0 = min(report["images"])
+        lines.append(
+            f"\n--engine ray on {n0:,} images: {s['ray']['seconds']:.1f} s (local engine "
+            f"{s[str(n0)]['defaults']['seconds']:.2f} s), same submission: "
+            f"{s['ray']['same_submission']}"
+        )
+    goal = s["goal"]
+    lines.append(
+        f"\ngoal (defaults >= {goal['ratio']:.2f} of the bound on {goal['images']:,} PNGs): "
+        + ("met" if goal["met"] else "not met" if str(goal["images"]) in s else "not measured")
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", default="1000,10000,100000", help="folder sizes")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions (medians reported)")
+    parser.add_argument("--model", default=None, help="a .tflite (default: the bundled model)")
+    parser.add_argument("--bound-images", type=int, default=10_000, help="test images timed bare")
+    parser.add_argument("--ray", action="store_true", help="also --engine ray, smallest folder")
+    parser.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX files")
+    parser.add_argument("--out", default=None, help="also write the report as JSON here")
+    args = parser.parse_args(argv)
+    try:
+        args.images = sorted({int(n) for n in args.images.split(",")})
+    except ValueError:
+        parser.error(f"--images {args.images!r}: comma-separated image counts, e.g. 1000,10000")
+    if min(args.images) < 1 or args.reps < 1 or args.bound_images < BATCH:
+        parser.error(f"--images and --reps must be >= 1, --bound-images >= {BATCH}")
+    if args.model and not Path(args.model).is_file():
+        parser.error(f"--model {args.model}: no such file")
+    if args.out and not Path(args.out).resolve().parent.is_dir():
+        parser.error(f"--out {args.out}: its directory does not exist")
+    report = measure(args)
+    print_and_save(render(report), report, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,287 @@
+"""Every core by default: the thread plan follows the CPU affinity, the folder pipeline
+(parallel decode, a bounded window of chunks, batched inference on a pool of interpreters)
+keeps the input order, streams, and gives a bad image its line; fmnist-bench and fmnist-serve
+take the same default. Real PNGs of the official test images, the bundled model, real
+ai-edge-litert interpreters."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from fmnist_edge.common.errors import UsageError
+from fmnist_edge.edge_runtime import batch
+from fmnist_edge.edge_runtime.batch import classify_inputs
+from fmnist_edge.edge_runtime.classifier import Classifier
+from fmnist_edge.edge_runtime.cli import main
+from fmnist_edge.edge_runtime.threads import (
+    InterpreterPool,
+    ThreadPlan,
+    ordered_map,
+    plan_threads,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+BAD = {  # name -> bytes, placed in the middle of the sorted listing
+    "00100a-empty.png": b"",
+    "00200a-text.png": b"hello\n",
+}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, fmnist_test):
+    """300 official test images as PNGs, with an empty file and a text file among them."""
+    out = tmp_path_factory.mktemp("folder")
+    for i, pixels in enumerate(fmnist_test.images[:300]):
+        Image.fromarray(pixels).save(out / f"{i:05d}.png")
+    for name, data in BAD.items():
+        (out / name).write_bytes(data)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sequential(folder):
+    """The outcomes one Classifier gives, one chunk after another in this thread."""
+    return list(classify_inputs(Classifier(threads=1), [folder]))
+
+
+def _in_child(code: str, cores: str | None = None) -> str:
+    """Run ``code`` in a new Python (under ``taskset -c CORES`` if given); its stdout."""
+    cmd = [sys.executable, "-c", code]
+    if cores is not None:
+        cmd = [shutil.which("taskset") or pytest.skip("taskset not installed"), "-c", cores, *cmd]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout + result.stderr
+
+
+# --- the plan ---------------------------------------------------------------------------------
+
+
+def test_the_default_follows_the_affinity_under_taskset(folder):
+    """One core allowed (taskset -c 0): one interpreter of one thread, a worker's-free pipeline;
+    fmnist-serve one worker of one thread. Without taskset: every core of the affinity."""
+    first = str(min(os.sched_getaffinity(0)))
+    code = (
+        "from fmnist_edge.edge_runtime.threads import plan_threads\n"
+        "from fmnist_edge.edge_runtime.serve.settings import default_threads, default_workers\n"
+        "p = plan_threads(); w = default_workers()\n"
+        "print(p.cores, p.interpreters, p.threads, p.workers, w, default_threads(w))\n"
+    )
+    assert _in_child(code, first).split() == ["1", "1", "1", "1", "1", "1"]
+    n = len(os.sched_getaffinity(0))
+    workers = min(4, n)
+    expected = [n, n, 1, n, workers, max(1, n // workers)]
+    assert _in_child(code).split() == [str(v) for v in expected]
+    infer = (
+        "import sys; from fmnist_edge.edge_runtime.cli import main; "
+        f"sys.argv = ['fmnist-infer', '-v', {str(folder / '00000.png')!r}]; main()"
+    )
+    assert "engine local: 1 interpreter x 1 thread (usable cores: 1)" in _in_child(infer, first)
+
+
+def test_plan_threads():
+    assert plan_threads(4) == ThreadPlan(cores=4, interpreters=4, threads=1, source="--threads")
+    one = plan_threads(4, "threads")
+    assert (one.interpreters, one.threads, one.workers, one.layout) == (1, 4, 4, "threads")
+    assert str(plan_threads(1)) == "1 interpreter x 1 thread (--threads: 1)"
+    assert plan_threads(2).to_dict()["layout"] == "interpreters"
+    with pytest.raises(UsageError, match="--threads must be >= 1"):
+        plan_threads(0)
+    with pytest.raises(UsageError, match="layout must be one of interpreters, threads"):
+        plan_threads(2, "processes")
+
+
+# --- the pieces ---------------------------------------------------------------------------------
+
+
+def test_ordered_map_keeps_order_bounds_the_window_and_stops_early():
+    taken, running, peak, lock = [], [0], [0], threading.Lock()
+
+    def items():
+        for i in range(40):
+            taken.append(i)
+            yield i
+
+    def work(i):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.002 * (i % 3))  # later items often finish first
+        with lock:
+            running[0] -= 1
+        return i * i
+
+    assert list(ordered_map(work, items(), workers=3, depth=5)) == [i * i for i in range(40)]
+    assert 1 < peak[0] <= 3
+    taken.clear()
+    stream = ordered_map(work, items(), workers=3, depth=5)
+    assert next(stream) == 0
+    assert len(taken) == 5  # the window, not the whole input
+    stream.close()  # what was not started is cancelled, what was is waited for
+    assert len(taken) == 5
+
+    def fails(i):
+        if i == 7:
+            raise ValueError("seven")
+        return i
+
+    with pytest.raises(ValueError, match="seven"):
+        list(ordered_map(fails, range(20), workers=2))
+
+
+def test_the_pool_makes_an_interpreter_only_for_work(folder):
+    pool = InterpreterPool.for_plan(plan_threads(2))
+    one = list(classify_inputs(pool, [folder / "00000.png"]))
+    assert one[0].ok and pool.made == 1  # one image never pays for a second interpreter
+    list(classify_inputs(pool, [folder], chunk=16))
+    assert pool.made == 2 and pool.size == 2
+
+
+# --- the folder pipeline ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["interpreters", "threads"])
+def test_parallel_pipeline_gives_the_sequential_results_in_order(folder, sequential, layout):
+    pool = InterpreterPool.for_plan(plan_threads(3, layout))
+    got = list(classify_inputs(pool, [folder], chunk=16))
+    assert got == sequential  # paths, order, labels and scores, bad images included
+    names = sorted(p.name for p in folder.iterdir())
+    assert [Path(o.path).name for o in got] == names
+    errors = {Path(o.path).name: o.error for o in got if not o.ok}
+    assert errors == {
+        "00100a-empty.png": f"{folder / '00100a-empty.png'}: empty file (0 bytes)",
+        "00200a-text.png": f"{folder / '00200a-text.png'}: not an image (unrecognised format)",
+    }
+    assert sum(o.ok for o in got) == 300
+
+
+def test_the_pipeline_streams_a_window_of_chunks(folder, monkeypatch):
+    """The first result comes after a few chunks are decoded, not the whole folder."""
+    decoded = []
+    real = batch.to_array
+
+    def counted(source, mode="auto"):  # the real decoder, counted
+        decoded.append(source)
+        return real(source, mode)
+
+    monkeypatch.setattr(batch, "to_array", counted)
+    pool = InterpreterPool.for_plan(plan_threads(2))
+    stream = classify_inputs(pool, [folder], chunk=8)
+    first = next(stream)
+    assert first.ok and first.path == str(folder / "00000.png")
+    assert len(decoded) <= (2 * 2 + 1) * 8  # the window (2 x workers chunks) and one more
+    stream.close()
+
+
+def test_cli_defaults_and_one_thread_give_the_same_output_and_submission(folder, tmp_path):
+    subs = tmp_path / "all.csv", tmp_path / "one.csv"
+    runs = [
+        CliRunner().invoke(main, [str(folder), "--submission", str(subs[0])]),
+        CliRunner().invoke(main, [str(folder), "--submission", str(subs[1]), "--threads", "1"]),
+    ]
+    assert [r.exit_code for r in runs] == [1, 1]  # two bad images
+    assert runs[0].stdout == runs[1].stdout and runs[0].stderr == runs[1].stderr
+    assert runs[0].stderr.splitlines() == [
+        f"error: {folder / '00100a-empty.png'}: empty file (0 bytes)",
+        f"error: {folder / '00200a-text.png'}: not an image (unrecognised format)",
+    ]
+    assert subs[0].read_text() == subs[1].read_text()
+    rows = subs[0].read_text().splitlines()
+    assert rows[0] == "id,label" and [r.split(",")[0] for r in rows[1:]] == [
+        f"{i:05d}" for i in range(300)
+    ]
+
+
+# --- fmnist-bench's batch work ------------------------------------------------------------------
+
+
+def test_bench_accuracy_pass_uses_the_plan(fmnist_test):
+    from fmnist_edge.benchmarks.evaluate import evaluate_tflite
+    from fmnist_edge.edge_runtime.classifier import BUNDLED_MODEL
+    from fmnist_edge.edge_runtime.threads import plan_threads as plan
+
+    model = REPO / "edge_runtime" / BUNDLED_MODEL
+    images, labels = fmnist_test.images[:1100], fmnist_test.labels[:1100]
+    ev = evaluate_tflite(model, "int8", images, labels, threads=2)
+    expected = np.argmax(Classifier(model, threads=1).predict_proba(images), axis=1)
+    assert np.array_equal(ev.preds, expected)
+    assert f"{plan(2, source='--max-threads')}" in ev.runtime and ev.threads == 2
+
+
+# --- --engine ray, without starting Ray (tests/test_infer_ray.py starts one) ------------------
+
+
+def test_ray_options_are_refused_where_they_mean_nothing(folder, monkeypatch):
+    image = str(folder / "00000.png")
+    for args, message in (
+        (["--ray-address", "127.0.0.1:6379"], "--ray-address needs --engine ray"),
+        (["--engine", "ray", "--threads", "2"], "--threads is for the local engine"),
+    ):
+        result = CliRunner().invoke(main, [*args, image])
+        assert result.exit_code == 2 and message in result.output, result.output
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the [ray] extra were not installed
+    result = CliRunner().invoke(main, ["--engine", "ray", image])
+    assert result.exit_code == 2
+    assert result.output == "error: --engine ray needs Ray Data: pip install 'fmnist-edge[ray]'\n"
+
+
+def test_a_ray_address_where_nothing_answers_is_one_line_at_once(folder):
+    pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    result = CliRunner().invoke(
+        main, ["--engine", "ray", "--ray-address", "127.0.0.1:1", str(folder / "00000.png")]
+    )
+    assert result.exit_code == 2  # not Ray's minutes of retries
+    assert result.output.startswith("error: --ray-address 127.0.0.1:1: nothing answers at ")
+
+
+def test_the_edge_extra_does_not_pull_ray():
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    extras = cfg["options.extras_require"]  # %(edge)s and the like expanded, as setuptools does
+    assert "ray" not in extras["edge"] and "ray" not in extras["serve"]
+    assert "ray[data]>=2.60" in extras["ray"].split() and "ray[data]" in extras["all"]
+
+
+# --- the benchmark of a folder at the interpreter's speed ------------------------------------
+
+
+@pytest.mark.slow
+def test_infer_folder_benchmark_runs_and_reports(tmp_path, capsys, fmnist_test):
+    """Its wiring on tiny folders (the numbers themselves are docs/benchmarks.md's)."""
+    import json
+
+    from fmnist_edge.benchmarks import infer_folder
+
+    out = tmp_path / "report.json"
+    infer_folder.main(["--images", "70,20", "--reps", "1", "--bound-images", "512", "--out",
+                       str(out)])
+    report = json.loads(out.read_text())
+    assert report["images"] == [20, 70] and len(report["reps"]) == 1
+    s = report["summary"]
+    assert set(s["layouts"]) == {"interpreters", "threads"}
+    assert set(s["bound"]) == {"interpreters", "threads", "interpreters_cpu_ms", "threads_cpu_ms"}
+    for n in ("20", "70"):
+        assert s[n]["same_submission"] is True  # defaults and --threads 1 agree
+        assert s[n]["defaults"]["ratio"] > 0 and s[n]["defaults"]["rss_mib"] > 10
+        assert s[n]["threads_1"]["cpu_ms"] > s["bound"]["interpreters_cpu_ms"]  # decode too
+    assert s["goal"]["met"] is False  # 10,000 images were not measured
+    printed = capsys.readouterr().out
+    assert "| 70 |" in printed and "goal (defaults >= 0.80 of the bound on 10,000 PNGs): not " \
+        "measured" in printed
+    with pytest.raises(SystemExit):
+        infer_folder.main(["--images", "ten"])
+    assert "--images 'ten': comma-separated image counts" in capsys.readouterr().err

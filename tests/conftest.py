@@ -21,6 +21,7 @@ TRAINING_MODULES = {
     "test_export_cli.py",
     "test_export_metadata.py",
     "test_new_user.py",
+    "test_own_data.py",
 }
 # Modules whose tests start servers, a browser or Ray: not training, but seconds each.
 PROCESS_MODULES = {

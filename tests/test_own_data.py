@@ -358,7 +358,7 @@ def test_fmnist_infer_and_bench_use_the_runs_names_and_split(own_models, tmp_pat
 
 @pytest.mark.parametrize(
     "key, folder, shape",
-    [("rgb32", "rgb", [1, 32, 32, 3]), ("gray64", "gray/test", [1, 64, 64, 1])],
+    [("rgb32", "rgb", [1, 32, 32, 3]), ("gray64", "gray/val", [1, 64, 64, 1])],
 )
 def test_fmnist_serve_shows_the_models_classes(own_models, key, folder, shape):
     from serve_helpers import call, start_server

@@ -74,9 +74,22 @@ def erase(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
     return out
 
 
+def augment(
+    x: np.ndarray, rng: np.random.Generator, do_flip: bool, crop_pad: int, erase_p: float
+) -> np.ndarray:
+    """The run's augmentation of a batch: flip, then crop, then erase (the reference order:
+    erasing comes last); each step only when configured."""
+    if do_flip:
+        x = flip(x, rng)
+    x = crop(x, rng, crop_pad)
+    if erase_p:
+        x = erase(x, rng, erase_p)
+    return x
+
+
 class Augmented(keras.utils.PyDataset):
-    """Shuffled batches, augmented as configured: flip, then crop, then erase (the reference
-    order: erasing comes last). Labels are passed through (sparse or one-hot)."""
+    """Shuffled batches, each through ``augment`` as configured. Labels are passed through
+    (sparse or one-hot)."""
 
     def __init__(
         self,
@@ -100,12 +113,7 @@ class Augmented(keras.utils.PyDataset):
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
-        x = self.x[idx]
-        if self.do_flip:
-            x = flip(x, self.rng)
-        x = crop(x, self.rng, self.crop_pad)
-        if self.erase_p:
-            x = erase(x, self.rng, self.erase_p)
+        x = augment(self.x[idx], self.rng, self.do_flip, self.crop_pad, self.erase_p)
         return x, self.y[idx]
 
     def on_epoch_end(self) -> None:

@@ -15,6 +15,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 TRAINING_FIXTURES = {"tiny_keras", "tiny_tflite"}
 TRAINING_MODULES = {
     "test_train.py",
+    "test_batchnorm.py",
     "test_train_recipe.py",
     "test_train_compare.py",
     "test_export.py",

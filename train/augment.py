@@ -76,11 +76,24 @@ def erase(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
     return out
 
 
+def augment(
+    x: np.ndarray, rng: np.random.Generator, do_flip: bool, crop_pad: int, erase_p: float
+) -> np.ndarray:
+    """The run's augmentation of a batch: flip, then crop, then erase (the reference order:
+    erasing comes last); each step only when configured."""
+    if do_flip:
+        x = flip(x, rng)
+    x = crop(x, rng, crop_pad)
+    if erase_p:
+        x = erase(x, rng, erase_p)
+    return x
+
+
 class Augmented(keras.utils.PyDataset):
-    """Shuffled batches, augmented as configured: flip, then crop, then erase (the reference
-    order: erasing comes last). Images may be uint8 (made float32 in [0, 1] a batch at a time,
-    bit for bit as converting them all first) or float32. Labels are passed through (sparse or
-    one-hot). With no transform on, plain shuffled batches."""
+    """Shuffled batches, each through ``augment`` as configured. Images may be uint8 (made
+    float32 in [0, 1] a batch at a time, bit for bit as converting them all first) or float32.
+    Labels are passed through (sparse or one-hot). With no transform on, plain shuffled
+    batches."""
 
     def __init__(
         self,
@@ -107,11 +120,7 @@ class Augmented(keras.utils.PyDataset):
         x = self.x[idx]
         if x.dtype == np.uint8:
             x = to_model_input(x)
-        if self.do_flip:
-            x = flip(x, self.rng)
-        x = crop(x, self.rng, self.crop_pad)
-        if self.erase_p:
-            x = erase(x, self.rng, self.erase_p)
+        x = augment(x, self.rng, self.do_flip, self.crop_pad, self.erase_p)
         return x, self.y[idx]
 
     def on_epoch_end(self) -> None:

@@ -137,6 +137,14 @@ def list_archs(image_size: int | None = None, color: str | None = None) -> None:
 @click.option("--warmup", type=float, default=0.0, show_default=True, help="Warm-up epochs.")
 @click.option("--ema", type=float, default=0.0, show_default=True, help="Weight EMA momentum.")
 @click.option(
+    "--bn-images",
+    type=int,
+    default=TrainConfig.bn_images,
+    show_default=True,
+    help="BatchNorm statistics re-estimated from this many training images before each "
+    "validation and save; 0 keeps Keras' moving averages (wrong for short runs).",
+)
+@click.option(
     "--val-fraction",
     type=float,
     default=0.2,

@@ -50,6 +50,9 @@ class TrainConfig:
     cosine: bool = False  # cosine decay to 0 over all epochs instead of ReduceLROnPlateau
     warmup: float = 0.0  # epochs of linear warm-up from 0 to --lr (then cosine or constant)
     ema: float = 0.0  # exponential moving average of the weights (momentum per step; 0: off)
+    # BatchNorm statistics re-estimated from this many training images (augmented as training
+    # is) before each validation and save; 0 keeps Keras' moving averages (train/batchnorm.py)
+    bn_images: int = 2048
     recipe: str | None = None  # the named preset these settings started from, for the record
 
     def __post_init__(self) -> None:
@@ -91,6 +94,7 @@ class TrainConfig:
                 f"--warmup must be at least 0 and less than --epochs (got {self.warmup})",
             ),
             (0 <= self.ema < 1, f"--ema must be in [0, 1) (got {self.ema})"),
+            (self.bn_images >= 0, f"--bn-images must be at least 0 (got {self.bn_images})"),
             (self.limit is None or self.limit >= 1, f"--limit must be at least 1 ({self.limit})"),
             (
                 0 <= self.val_fraction < 1,

@@ -39,6 +39,7 @@ from fmnist_edge.dataset.prepare import TrainingData, prepare
 from . import report
 from .augment import Augmented
 from .batches import PREDICT_BATCH, Batches, predict_labels
+from .batchnorm import PreciseBatchNorm, moving_average_record
 from .config import TrainConfig, read_run_state
 from .device import DeviceInfo, detect, strategy_scope
 from .models import build_model, describe
@@ -81,14 +82,19 @@ def history_keys(cfg: TrainConfig) -> tuple[str, ...]:
 
 
 @contextlib.contextmanager
-def averaged_weights(model: keras.Model) -> Iterator[None]:
-    """Inside, the model holds its optimizer's EMA weights; after, its own weights again."""
-    raw = [v.numpy() for v in model.trainable_weights]
+def averaged_weights(model: keras.Model, bn: PreciseBatchNorm | None = None) -> Iterator[None]:
+    """Inside, the model holds its optimizer's EMA weights, with BatchNorm statistics of their
+    own when ``bn`` is given; after, its own weights and statistics again."""
+    raw = [v.numpy() for v in model.weights]  # trainable weights and BatchNorm statistics
     model.optimizer.finalize_variable_values(model.trainable_weights)
+    for v in model.trainable_weights:  # copies: on JAX the weights now share the optimizer's
+        v.assign(v.numpy())  # arrays, which predict() donates, and a later save read deleted
     try:
+        if bn is not None:
+            bn.estimate_now(model)
         yield
     finally:
-        for v, value in zip(model.trainable_weights, raw, strict=True):
+        for v, value in zip(model.weights, raw, strict=True):
             v.assign(value)
 
 
@@ -107,12 +113,14 @@ class RunRecorder(keras.callbacks.Callback):
         best: float,
         reduce_lr=None,
         resumes: list[dict] | None = None,
+        bn: PreciseBatchNorm | None = None,
     ):
         super().__init__()
         self.cfg, self.data, self.history = cfg, data, history
         self.keys = history_keys(cfg)
         self.best, self.reduce_lr = best, reduce_lr
         self.resumes = resumes or []
+        self.bn = bn
         self._t0, self._lr = 0.0, 0.0
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
@@ -136,9 +144,10 @@ class RunRecorder(keras.callbacks.Callback):
         out = self.out
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update({k: float(logs.get(k, float("nan"))) for k in self.keys[1:-2]})
-        with averaged_weights(self.model) if self.cfg.ema else contextlib.nullcontext():
+        with averaged_weights(self.model, self.bn) if self.cfg.ema else contextlib.nullcontext():
             if self.cfg.ema and self.cfg.has_validation:
                 row["ema_val_accuracy"] = _accuracy(self.model, self.data.val)
+                logs["ema_val_accuracy"] = row["ema_val_accuracy"]  # printed: it selects
             row.update(lr=self._lr, seconds=time.perf_counter() - self._t0)
             if self._select(row):
                 _save_model(self.model, RunDir(out).model)
@@ -299,7 +308,10 @@ def train(cfg: TrainConfig, callbacks: tuple = ()) -> dict[str, Any]:
     elif uses_schedule(cfg):
         cbs.insert(0, Schedule(cfg, steps))
     best = state["best_val_accuracy"] if state else -1.0
-    recorder = RunRecorder(cfg, data, history, best, reduce_lr, resumes)
+    bn = PreciseBatchNorm.for_run(cfg, data.train.images)
+    if bn is not None:
+        cbs.append(bn)  # after the schedule's callbacks, before the recorder saves
+    recorder = RunRecorder(cfg, data, history, best, reduce_lr, resumes, bn)
 
     y_train, y_val = data.train.labels, data.val.labels
     if one_hot_labels(cfg):  # label smoothing needs categorical targets
@@ -331,7 +343,7 @@ def train(cfg: TrainConfig, callbacks: tuple = ()) -> dict[str, Any]:
             remove_empty_folders(made)
         raise
     fit_seconds = time.perf_counter() - t0
-    return finish(cfg, data, device, shape, history, fit_seconds, mixed, resumes)
+    return finish(cfg, data, device, shape, history, fit_seconds, mixed, resumes, bn)
 
 
 def resolved(cfg: TrainConfig, data: TrainingData) -> TrainConfig:
@@ -398,6 +410,7 @@ def finish(
     fit_seconds: float,
     mixed: bool,
     resumes: list[dict[str, int]],
+    bn: PreciseBatchNorm | None = None,
 ) -> dict[str, Any]:
     """Evaluate the best checkpoint on validation and test; write reports, plots, metrics.json."""
     best = keras.models.load_model(RunDir(cfg.out).model)
@@ -453,6 +466,7 @@ def finish(
         "images_per_s": len(data.train) / float(np.median(seconds)),
         "best_epoch": selected,
         "selection": selection,
+        "batchnorm": bn.record() if bn is not None else moving_average_record(best),
         **{
             f"{'val' if k == 'validation' else k}_accuracy": r["accuracy"]
             for k, r in reports.items()

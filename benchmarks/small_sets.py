@@ -1,5 +1,6 @@
-"""Small training sets: held-out accuracy of short runs, before and after BatchNorm statistics are
-re-estimated (train/batchnorm.py), for images per class x architecture x epochs.
+"""Held-out accuracy of short runs on small training sets, before and after BatchNorm re-estimation.
+
+For images per class x architecture x epochs (train/batchnorm.py re-estimates the statistics).
 
     python -m fmnist_edge.benchmarks.small_sets [--dataset fashion|digits ...] [--per-class N ...]
         [--arch NAME ...] [--epochs E ...] [--momentum-rule] [--json FILE]
@@ -190,13 +191,29 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m fmnist_edge.benchmarks.small_sets", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--dataset", action="append", choices=DATASETS, help="default: both")
-    parser.add_argument("--per-class", type=int, action="append", help="default: 10, 30, 100")
-    parser.add_argument("--arch", action="append", help="default: edge-s, resnet20")
-    parser.add_argument("--epochs", type=int, action="append", help="default: 10, 30")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--momentum-rule", action="store_true", help="also train with it")
-    parser.add_argument("--json", help="write the rows (and the machine) to this file")
+    parser.add_argument(
+        "--dataset", action="append", choices=DATASETS, help="repeatable; default: both"
+    )
+    parser.add_argument(
+        "--per-class",
+        type=int,
+        action="append",
+        metavar="N",
+        help="training images a class, repeatable; default: 10, 30, 100",
+    )
+    parser.add_argument("--arch", action="append", help="repeatable; default: edge-s, resnet20")
+    parser.add_argument(
+        "--epochs", type=int, action="append", metavar="E", help="repeatable; default: 10, 30"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=42, help="picks the training images, seeds the runs"
+    )
+    parser.add_argument(
+        "--momentum-rule",
+        action="store_true",
+        help="also train each cell with BatchNorm momentum 0.01 ** (1 / steps an epoch)",
+    )
+    parser.add_argument("--json", metavar="FILE", help="write the rows and the machine here")
     args = parser.parse_args(argv)
     try:
         rows = run(args)

@@ -5,10 +5,10 @@ training batches' (momentum 0.99) that starts at 0 and 1: after S steps 0.99**S 
 still there (20% after 158 steps), so a short run's model is right in training mode and near
 chance in inference mode, the mode that validation, export, the runtime and the server use. Here
 the statistics are re-estimated instead ("precise BN", Wu & Johnson 2021): one pass in training
-mode over a fixed sample of training images (as stored: no augmentation), Dropout off, in
-chunks; each layer gets the exact mean and variance of its inputs over the whole sample, pooled
-across chunks. Training steps never read the moving statistics, so the training curve (loss and
-accuracy in history.csv) is the same, bit for bit, with or without this.
+mode over a fixed sample of training images (augmented once as the run's batches are), Dropout
+off, in chunks; each layer gets the exact mean and variance of its inputs over the whole sample,
+pooled across chunks. Training steps never read the moving statistics, so the training curve
+(loss and accuracy in history.csv) is the same, bit for bit, with or without this.
 """
 
 from __future__ import annotations

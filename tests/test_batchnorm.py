@@ -14,7 +14,12 @@ from fmnist_edge.common.pixels import to_model_input
 from fmnist_edge.edge_runtime.classifier import Classifier
 from fmnist_edge.export.config import ExportConfig
 from fmnist_edge.export.exporter import export
-from fmnist_edge.train.batchnorm import batch_statistics, batchnorm_layers, estimate
+from fmnist_edge.train.batchnorm import (
+    batchnorm_layers,
+    estimate,
+    predict_in_training_mode,
+    short_run_notice,
+)
 from fmnist_edge.train.config import TrainConfig
 from fmnist_edge.train.models import build_model
 from fmnist_edge.train.trainer import train
@@ -83,16 +88,7 @@ def test_the_training_curve_is_the_same_bit_for_bit(tmp_path):
     assert redone["batchnorm"] == record
 
 
-def _training_mode_accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
-    """Accuracy with each batch of 128 normalized by its own statistics, as in training."""
-    with batch_statistics(model):
-        proba = np.concatenate(
-            [_numpy(model(x[i : i + 128], training=True)) for i in range(0, len(x), 128)]
-        )
-    return float(np.mean(proba.argmax(axis=1) == y))
-
-
-def test_a_short_run_exports_an_int8_model_as_good_as_training_mode(tmp_path, fmnist_test):
+def test_a_short_run_exports_an_int8_model_as_good_as_training_mode(tmp_path, fmnist_test, caplog):
     """384 real images, edge-s for 48 steps. Re-estimated, the int8 file scores within 3 pp of
     the Keras model in training mode on 1,000 held-out test images. With Keras' moving averages
     (--bn-images 0, the code before re-estimation), which still hold 62% of their start after
@@ -100,11 +96,27 @@ def test_a_short_run_exports_an_int8_model_as_good_as_training_mode(tmp_path, fm
     cfg = TrainConfig(
         arch="edge-s", epochs=4, batch_size=32, lr=3e-3, limit=384, out=tmp_path / "run"
     )
-    train(cfg)
+    with caplog.at_level("WARNING", logger="fmnist.train"):
+        train(cfg)
+    assert "a short run: 384 training images make 12 steps an epoch, 48 in all" in caplog.text
     (result,) = export(ExportConfig(source=cfg.out, modes=("int8",), validate_samples=500))
     images, labels = fmnist_test.images[1000:2000], fmnist_test.labels[1000:2000]
     int8 = float(np.mean(Classifier(result.path).predict_proba(images).argmax(axis=1) == labels))
     model = keras.models.load_model(cfg.out / "model.keras")
-    reference = _training_mode_accuracy(model, to_model_input(images), labels)
+    proba = predict_in_training_mode(model, to_model_input(images))  # batches of 128
+    reference = float(np.mean(proba.argmax(axis=1) == labels))
     assert reference > 0.5, reference  # far above chance (0.1): the run learned something
     assert int8 == pytest.approx(reference, abs=0.03), (int8, reference)
+
+
+def test_the_short_run_notice_names_the_steps_and_what_they_imply():
+    model = build_model("tiny")  # BatchNorm momentum 0.99: 1% of the start is left at 459 steps
+    line = short_run_notice(model, 600, 5, 8, bn_images=2048)
+    assert line.startswith("a short run: 600 training images make 5 steps an epoch, 40 in all")
+    assert "would keep 67% of their start (1% after 459 steps)" in line
+    assert "re-estimated from 600 training images before each validation and save" in line
+    assert "near-chance accuracy" in short_run_notice(model, 600, 5, 8, bn_images=0)
+    assert "from 2,048 training images" in short_run_notice(model, 9000, 71, 6, bn_images=2048)
+    assert short_run_notice(model, 60000, 469, 1, bn_images=2048) is None  # 469 steps: settled
+    plain = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten()])
+    assert short_run_notice(plain, 600, 5, 8, bn_images=2048) is None  # nothing to estimate

@@ -173,6 +173,7 @@ def test_distribute_over_two_logical_cpus(tmp_path):
         (["--lr", "nan"], "--lr must be a positive number"),
         (["--arch", "vgg"], "unknown --arch 'vgg'"),
         (["--limit", "0"], "--limit must be at least 1"),
+        (["--bn-images", "-1"], "--bn-images must be at least 0"),
         (["--resume"], "--resume needs --out"),
     ],
 )

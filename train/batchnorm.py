@@ -5,15 +5,16 @@ training batches' (momentum 0.99) that starts at 0 and 1: after S steps 0.99**S 
 still there (20% after 158 steps), so a short run's model is right in training mode and near
 chance in inference mode, the mode that validation, export, the runtime and the server use. Here
 the statistics are re-estimated instead ("precise BN", Wu & Johnson 2021): one pass in training
-mode over a fixed sample of training images (as stored: no augmentation), Dropout off, in
-chunks; each layer gets the exact mean and variance of its inputs over the whole sample, pooled
-across chunks. Training steps never read the moving statistics, so the training curve (loss and
-accuracy in history.csv) is the same, bit for bit, with or without this.
+mode over a fixed sample of training images (augmented once as the run's batches are), Dropout
+off, in chunks; each layer gets the exact mean and variance of its inputs over the whole sample,
+pooled across chunks. Training steps never read the moving statistics, so the training curve
+(loss and accuracy in history.csv) is the same, bit for bit, with or without this.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -65,6 +66,15 @@ def batch_statistics(model: keras.Model, momentum: float | None = None) -> Itera
             d.rate = rate
         for b, m in zip(bns, momenta, strict=True):
             b.momentum = m
+
+
+def predict_in_training_mode(model: keras.Model, x: np.ndarray, batch: int = 128) -> np.ndarray:
+    """The outputs with each batch of ``batch`` normalized by its own statistics (Dropout off):
+    what the network learned, whatever its stored statistics. A reference, as in training;
+    the stored statistics are left as they are (momentum 1)."""
+    with batch_statistics(model, momentum=1.0):
+        out = [model(x[i : i + batch], training=True) for i in range(0, len(x), batch)]
+    return np.concatenate([keras.ops.convert_to_numpy(o) for o in out])
 
 
 def estimate(model: keras.Model, images: np.ndarray, chunk: int = CHUNK) -> None:
@@ -174,3 +184,32 @@ def moving_average_record(model: keras.Model) -> dict[str, Any]:
     """The record of a run that kept Keras' moving averages (bn_images 0)."""
     momenta = sorted({float(b.momentum) for b in batchnorm_layers(model)})
     return {"method": "Keras moving averages", "momentum": momenta}
+
+
+def short_run_notice(
+    model: keras.Model, images: int, steps_per_epoch: int, epochs: int, bn_images: int
+) -> str | None:
+    """One line for a run too short for Keras' moving averages to forget their start (1% left
+    after 459 steps at momentum 0.99); None for a longer run or a model without BatchNorm."""
+    momenta = [b.momentum for b in batchnorm_layers(model)]
+    if not momenta or max(momenta) <= 0:
+        return None
+    settled = math.ceil(math.log(0.01) / math.log(max(momenta)))
+    steps = steps_per_epoch * epochs
+    if steps >= settled:
+        return None
+    left = max(momenta) ** steps
+    line = (
+        f"a short run: {images:,} training images make {steps_per_epoch} steps an epoch, "
+        f"{steps} in all; Keras' moving BatchNorm statistics would keep {left:.0%} of their "
+        f"start (1% after {settled} steps)"
+    )
+    if not bn_images:
+        return line + (
+            ", and with --bn-images 0 the saved model uses them: expect near-chance accuracy "
+            "in inference (validation, export, infer, serve); leave --bn-images at its default"
+        )
+    return line + (
+        f", so they are re-estimated from {min(images, bn_images):,} training images before "
+        "each validation and save; what small sets reach: docs/training.md, 'Small sets'"
+    )

@@ -39,7 +39,7 @@ from fmnist_edge.dataset.prepare import TrainingData, prepare
 from . import report
 from .augment import Augmented
 from .batches import PREDICT_BATCH, Batches, predict_labels
-from .batchnorm import PreciseBatchNorm, moving_average_record
+from .batchnorm import PreciseBatchNorm, moving_average_record, short_run_notice
 from .config import TrainConfig, read_run_state
 from .device import DeviceInfo, detect, strategy_scope
 from .models import build_model, describe
@@ -293,6 +293,9 @@ def train(cfg: TrainConfig, callbacks: tuple = ()) -> dict[str, Any]:
     resumes = resume_record(state, cfg.epochs)
     shape = describe(model)
     log.info("%s: %s params, %.1fM MACs", cfg.arch, f"{shape['params']:,}", shape["macs"] / 1e6)
+    notice = short_run_notice(model, len(data.train), steps, cfg.epochs, cfg.bn_images)
+    if notice:
+        log.warning(notice)
 
     cbs: list = list(callbacks)
     reduce_lr = None

@@ -181,7 +181,9 @@ def test_the_pipeline_streams_a_window_of_chunks(folder, monkeypatch):
     stream = classify_inputs(pool, [folder], chunk=8)
     first = next(stream)
     assert first.ok and first.path == str(folder / "00000.png")
-    assert len(decoded) <= (2 * 2 + 1) * 8  # the window (2 x workers chunks) and one more
+    # the window (2 x workers chunks), the one taking the slot the first result freed, and one
+    # being fed: a few chunks of the folder's 38, however the threads were scheduled
+    assert len(decoded) <= (2 * 2 + 2) * 8
     stream.close()
 
 

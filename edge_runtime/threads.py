@@ -6,10 +6,10 @@ A TFLite interpreter is not thread-safe, and LiteRT's ``invoke`` releases the GI
 can use N cores as one interpreter of N threads, or as N interpreters of one thread, each
 borrowed by one worker thread at a time. On a folder of PNGs (decode, then a batched invoke)
 the second was faster on the 2-core AMD EPYC, in 8 of 12 alternating pairs, and cheaper, 1.17
-against 1.23 CPU ms per image (docs/benchmarks.md, "A folder at the interpreter's speed"): a
-worker decodes its chunk while another's interpreter runs, and no interpreter thread spins at
-its barrier while a decoder holds the core. It is the default layout; the other stays here so
-that the benchmark keeps measuring both.
+against 1.23 CPU ms per image (docs/benchmarks.md, "A folder at the interpreter's speed"),
+likely because a worker decodes its chunk while another's interpreter runs, where the threads of
+one interpreter wait at each op's barrier for a core a decoder holds. It is the default layout;
+the other stays here so that the benchmark keeps measuring both.
 """
 
 from __future__ import annotations

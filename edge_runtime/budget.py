@@ -30,6 +30,11 @@ _PIXELS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
 _NEXT_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # skips fill bytes, RSTn, stuffing
 _STRIP_TAGS = (273, 279, 324, 325)  # TIFF StripOffsets, StripByteCounts, TileOffsets, ...Counts
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type: gray, RGB, palette, +alpha
+# Chunks that change nothing in the pixels Pillow decodes (its info only): a PNG of these and
+# IDAT alone is plain (Structure.plain). tRNS, PLTE, eXIf (orientation) and APNG's are not.
+_PLAIN_CHUNKS = frozenset(
+    b"IHDR IDAT IEND tEXt zTXt iTXt pHYs tIME gAMA cHRM sRGB iCCP sBIT".split()
+)
 
 
 @dataclass(frozen=True)
@@ -53,12 +58,15 @@ class DecodeLimits:
 class Structure:
     """What the walk saw: the format it walked (None: not one it walks), the size its header
     gives (width, height; None where it did not see one), a JPEG's scans (1: baseline) and a
-    PNG's bits per pixel as stored (a 16-bit RGBA pixel is 64: twice the inflating)."""
+    PNG's bits per pixel as stored (a 16-bit RGBA pixel is 64: twice the inflating).
+    ``plain`` is set for a PNG whose pixels are its IDAT data alone: 8-bit gray or RGB, not
+    interlaced, one run of IDAT chunks, and no chunk besides them that Pillow would act on."""
 
     format: str | None = None
     size: tuple[int, int] | None = None
     scans: int = 0
     bits: int = 0
+    plain: tuple[tuple[int, int], ...] = ()  # a plain PNG's IDAT spans (``_png`` says which)
 
 
 def parse_pixels(text: str, option: str = "--max-pixels") -> int:
@@ -95,9 +103,11 @@ def _too_many(name: str, what: str, limit: int, why: str) -> ImageBombError:
 
 def _png(buf: memoryview, name: str, limits: DecodeLimits) -> Structure:
     pos, chunks, text, size, bits = 8, 0, 0, None, 0
+    header, kinds, idat, ended = b"", set(), [], False
     while pos + 8 <= len(buf):
         length, kind = struct.unpack_from(">I4s", buf, pos)
-        if kind == b"IHDR" and pos + 18 <= len(buf):
+        if kind == b"IHDR" and pos + 25 <= len(buf):
+            header = bytes(buf[pos + 4 : pos + 25])  # type, 13 bytes of fields, CRC
             *size, depth, colour = struct.unpack_from(">IIBB", buf, pos + 8)
             bits = depth * _PNG_CHANNELS.get(colour, 1)
         chunks += 1
@@ -112,10 +122,31 @@ def _png(buf: memoryview, name: str, limits: DecodeLimits) -> Structure:
                     f"{name}: a PNG whose text and ICC chunks inflate to more than "
                     f"{limits.max_metadata:,} bytes (a decompression bomb in its metadata)"
                 )
+        kinds.add(kind)
+        if kind == b"IDAT":
+            idat.append((pos + 8, pos + 8 + length))
         if kind == b"IEND":
+            ended = pos + 12 <= len(buf)
             break
         pos += 12 + length
-    return Structure("PNG", tuple(size) if size else None, bits=bits)
+    plain = _plain(header, kinds, idat, ended)
+    return Structure("PNG", tuple(size) if size else None, bits=bits, plain=plain)
+
+
+def _plain(
+    header: bytes, kinds: set[bytes], idat: list[tuple[int, int]], ended: bool
+) -> tuple[tuple[int, int], ...]:
+    """The IDAT spans of a PNG whose pixels they alone make (Structure.plain), else ()."""
+    if not (ended and idat and len(header) == 21 and kinds <= _PLAIN_CHUNKS):
+        return ()
+    if zlib.crc32(header[:17]) != struct.unpack_from(">I", header, 17)[0]:
+        return ()  # Pillow refuses a broken IHDR: let it say so
+    depth, colour, method, filtering, interlace = header[12:17]
+    if depth != 8 or colour not in (0, 2) or method or filtering or interlace:
+        return ()
+    if any(end != start - 12 for (_, end), (start, _) in zip(idat, idat[1:], strict=False)):
+        return ()  # IDAT chunks with another chunk between them
+    return tuple(idat)
 
 
 def _text_bytes(kind: bytes, data: memoryview, budget: int) -> int:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from fmnist_edge.benchmarks import hostile
 from fmnist_edge.common.errors import (
@@ -209,3 +210,97 @@ def test_infer_max_pixels(tmp_path):
     assert runner.invoke(main, ["--max-pixels", "10K", str(tmp_path / "a.png")]).exit_code == 0
     bad = runner.invoke(main, ["--max-pixels", "many", str(tmp_path / "a.png")])
     assert bad.exit_code == 2 and bad.output.startswith("error: --max-pixels 'many': not a pixel")
+
+
+# --- small plain PNGs: straight to Pillow's PNG decoder, the same pixels (issue 24) ----------
+
+
+def _pillow(data: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img
+
+
+def _png(img: Image.Image, **save) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG", **save)
+    return buf.getvalue()
+
+
+def _split_idat(data: bytes, parts: int) -> bytes:
+    """The same PNG with its image data cut into ``parts`` IDAT chunks."""
+    structure = walk(data, "x", DecodeLimits())
+    ((start, end),) = structure.plain
+    idat = data[start:end]
+    step = -(-len(idat) // parts)
+    chunks = b"".join(
+        hostile._chunk(b"IDAT", idat[i : i + step]) for i in range(0, len(idat), step)
+    )
+    return data[: start - 8] + chunks + data[end + 4 :]
+
+
+def test_small_plain_pngs_decode_to_pillows_pixels(fmnist_test):
+    """Fashion-MNIST's own images, RGB, text chunks, several IDAT chunks: the fast path is
+    taken and gives what Image.open gives, bit for bit, and the same array through to_array."""
+    images = fmnist_test.images
+    rng = np.random.default_rng(0)
+    cases = [_png(Image.fromarray(x)) for x in images[:300]]
+    rgb = Image.fromarray(rng.integers(0, 256, (30, 41, 3), dtype=np.uint8))
+    cases += [_png(rgb), _png(rgb, compress_level=0), _split_idat(_png(rgb), 5)]
+    info = PngInfo()
+    info.add_text("Comment", "a note")
+    info.add_text("Zipped", "x" * 500, zip=True)
+    cases.append(_png(Image.fromarray(images[0]), pnginfo=info, dpi=(72, 72)))
+    for data in cases:
+        assert walk(data, "x", DecodeLimits()).plain, "not taken as plain"
+        decoded = decode_bytes(data, "x").image
+        expected = _pillow(data)
+        assert decoded.mode == expected.mode and decoded.size == expected.size
+        np.testing.assert_array_equal(np.asarray(decoded), np.asarray(expected))
+        np.testing.assert_array_equal(to_array(data, "raw"), to_array(expected, "raw"))
+
+
+def test_pngs_that_are_not_plain_take_the_full_path():
+    """Palette, transparency, alpha, 16 bits, EXIF orientation, interlacing, a chunk between
+    IDATs, a broken IHDR: Pillow's own open decides these (and orientation is still applied)."""
+    gray = Image.fromarray(np.arange(28 * 28, dtype=np.uint8).reshape(28, 28))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate: the full path turns it upright
+    split = _split_idat(_png(gray.convert("RGB")), 2)
+    (_, first_end), _ = walk(split, "x", DecodeLimits()).plain
+    between = split[: first_end + 4] + hostile._chunk(b"tEXt", b"k\0v") + split[first_end + 4 :]
+    with pytest.raises(CorruptImageError, match="truncated PNG"):  # Pillow reads one IDAT run
+        decode_bytes(between, "x")
+    interlaced = bytearray(_png(gray))
+    interlaced[28] = 1  # the IHDR's interlace byte, CRC now wrong too
+    broken_crc = bytearray(_png(gray))
+    broken_crc[29] ^= 0xFF
+    for data in (
+        _png(gray.convert("P")),
+        _png(gray, transparency=0),
+        _png(gray.convert("LA")),
+        hostile.png16(8, 8),
+        _png(gray, exif=exif),
+        bytes(interlaced),
+        bytes(broken_crc),
+        between,
+    ):
+        assert not walk(data, "x", DecodeLimits()).plain
+    assert to_array(_png(gray, exif=exif), "raw").tolist() == np.rot90(gray, -1).tolist()
+
+
+def test_a_cut_or_corrupt_plain_png_is_refused_as_before():
+    """The fast path gives up on a cut or corrupt stream; the full path says what it is."""
+    data = _png(Image.fromarray(np.full((28, 28), 200, np.uint8)))
+    ((start, end),) = walk(data, "x", DecodeLimits()).plain
+    cut = data[: start + (end - start) // 2] + data[end:]  # half the data, the length kept
+    assert walk(cut, "x", DecodeLimits()).plain == ()  # it no longer ends where it says
+    short = data[:start] + hostile._chunk(b"IDAT", data[start : start + 6])[8:-4] + data[end:]
+    garbage = data[:start] + bytes(b ^ 0x5A for b in data[start:end]) + data[end:]
+    for bad in (cut, short, garbage):
+        with pytest.raises(CorruptImageError, match="^x: corrupt or truncated PNG image"):
+            decode_bytes(bad, "x")
+    bigger = hostile.claiming(data, 200, 200)  # a header that claims more than its data
+    assert walk(bigger, "x", DecodeLimits()).plain
+    with pytest.raises(CorruptImageError, match="^x: corrupt or truncated PNG image"):
+        decode_bytes(bigger, "x")

@@ -19,7 +19,7 @@ from fmnist_edge.edge_runtime.record import ModelRecord
 
 from .config import BenchConfig
 
-RUN_MODEL, RUN_METRICS = RunDir.MODEL, RunDir.METRICS
+RUN_MODEL, RUN_LAST, RUN_METRICS = RunDir.MODEL, RunDir.LAST, RunDir.METRICS
 # what a run without .tflite files gets first: float32 (the float reference on a device, and
 # what int8's speed-up is measured against), float16 and int8, as fmnist-export --quantize all
 EXPORT_FORMATS = ("float32", "float16", "int8")
@@ -92,7 +92,8 @@ def describe_keras(path: Path) -> ModelFile:
 
 
 def find_models(cfg: BenchConfig) -> tuple[Path | None, list[Path]]:
-    """(the Keras reference or None, the .tflite files): --keras, else RUN/model.keras; every
+    """(the Keras reference or None, the .tflite files): --keras, else RUN/model.keras (or its
+    last.keras where fmnist-export would take it: the same model); every
     RUN/*.tflite plus each --tflite. Raises ModelError for a missing path."""
     keras_path = cfg.keras_path
     tflites: list[Path] = []
@@ -102,9 +103,15 @@ def find_models(cfg: BenchConfig) -> tuple[Path | None, list[Path]]:
             raise ModelError(f"{run}: a file, not a run directory (use --keras or --tflite)")
         if not run.is_dir():
             raise ModelError(f"{run}: no such run directory")
-        if keras_path is None and (run / RUN_MODEL).is_file():
-            keras_path = run / RUN_MODEL
         tflites += sorted(run.glob("*.tflite"))
+        if keras_path is None and ((run / RUN_MODEL).is_file() or (run / RUN_LAST).is_file()):
+            from fmnist_edge.export.source import run_model  # fmnist-export's rule for last.keras
+
+            try:
+                keras_path = run_model(run)
+            except ModelError:  # a last.keras that is not the selected model: no reference
+                if not tflites:
+                    raise
     if keras_path is not None and not Path(keras_path).is_file():
         raise ModelError(f"{keras_path}: no such Keras model")
     for path in cfg.tflite_paths:

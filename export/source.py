@@ -30,7 +30,7 @@ def resolve_source(source: Path) -> tuple[Path, dict[str, Any] | None]:
     not finished the settings in its state.json; None for a .keras file outside a run."""
     source = Path(source)
     if source.is_dir():
-        model_path = _run_model(source)
+        model_path = run_model(source)
     elif not source.exists():
         raise ModelError(f"{source}: no such file or directory")
     elif source.suffix not in KERAS_SUFFIXES:  # say it now, not after TensorFlow's import
@@ -63,7 +63,7 @@ def _last_is_selected(config: dict[str, Any]) -> bool:
     return config.get("val_fraction") == 0 and not config.get("ema")
 
 
-def _run_model(run: Path) -> Path:
+def run_model(run: Path) -> Path:
     """The run's selected model: model.keras, or last.keras where that is the same model."""
     if (run / RUN_MODEL).is_file():
         return run / RUN_MODEL

@@ -538,3 +538,22 @@ def test_accuracy_scripts_say_a_bad_model_in_one_line(tmp_path, capsys, module):
         main(["--model", str(tmp_path / "nope.tflite")])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'nope.tflite'}: model file not found\n"
+
+
+def test_a_run_that_kept_only_last_keras_is_benchmarked_as_fmnist_export_reads_it(tmp_path):
+    """The bundled model's run keeps last.keras alone (no validation split: the same model as
+    model.keras): fmnist-bench takes it as the Keras reference, as fmnist-export does; a
+    last.keras that is not the selected model is refused with the reason, unless the run has
+    .tflite files to measure without a reference."""
+    from fmnist_edge.benchmarks.inputs import find_models
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.keras").write_bytes(b"PK")
+    (run / "state.json").write_text(json.dumps({"config": {"val_fraction": 0}, "epoch": 3}))
+    assert find_models(BenchConfig(run_dir=run)) == (run / "last.keras", [])
+    (run / "state.json").write_text(json.dumps({"config": {"val_fraction": 0.2}, "epoch": 3}))
+    with pytest.raises(ModelError, match="best epoch on the validation split"):
+        find_models(BenchConfig(run_dir=run))
+    (run / "m-int8.tflite").write_bytes(b"x")
+    assert find_models(BenchConfig(run_dir=run)) == (None, [run / "m-int8.tflite"])

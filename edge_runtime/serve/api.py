@@ -8,6 +8,7 @@ every request can get (``COMMON``, ``GUARDED``).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -53,12 +54,8 @@ def _v2_model(suffix: str, name: str, method: str, summary: str, ok: str, **kw) 
     ]
 
 
+# The busiest first: Starlette tries the routes in this order.
 ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint("index", "/", "GET", "The page: drop a photo, see the top 3", "page", OPEN),
-    Endpoint("healthz", "/healthz", "GET", "Liveness for systemd and monitors", "healthz", OPEN),
-    Endpoint("metrics", "/metrics", "GET", "Prometheus text: requests, errors, latency", "metrics"),
-    Endpoint("openapi", "/openapi.json", "GET", "This schema", "openapi"),
-    Endpoint("model", "/v1/model", "GET", "The model: name, sha256, classes, input", "model"),
     Endpoint(
         "classify",
         "/v1/classify",
@@ -69,13 +66,6 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         query=("mode", "top_k"),
         refusals=(*BODY, *IMAGES),
     ),
-    Endpoint("server_metadata", "/v2", "GET", "OIP server metadata", "server_metadata"),
-    Endpoint("server_live", "/v2/health/live", "GET", "OIP liveness", "live", OPEN),
-    Endpoint("server_ready", "/v2/health/ready", "GET", "OIP readiness", "ready", OPEN),
-    *_v2_model(
-        "", "model_metadata", "GET", "OIP model metadata", "model_metadata", refusals=BY_NAME
-    ),
-    *_v2_model("/ready", "model_ready", "GET", "OIP model readiness", "ready", refusals=BY_NAME),
     *_v2_model(
         "/infer",
         "infer",
@@ -85,12 +75,25 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         body="infer",
         refusals=(*BY_NAME, *BODY, *IMAGES),
     ),
+    Endpoint("index", "/", "GET", "The page: drop a photo, see the top 3", "page", OPEN),
+    Endpoint("healthz", "/healthz", "GET", "Liveness for systemd and monitors", "healthz", OPEN),
+    Endpoint("metrics", "/metrics", "GET", "Prometheus text: requests, errors, latency", "metrics"),
+    Endpoint("openapi", "/openapi.json", "GET", "This schema", "openapi"),
+    Endpoint("model", "/v1/model", "GET", "The model: name, sha256, classes, input", "model"),
+    Endpoint("server_metadata", "/v2", "GET", "OIP server metadata", "server_metadata"),
+    Endpoint("server_live", "/v2/health/live", "GET", "OIP liveness", "live", OPEN),
+    Endpoint("server_ready", "/v2/health/ready", "GET", "OIP readiness", "ready", OPEN),
+    *_v2_model(
+        "", "model_metadata", "GET", "OIP model metadata", "model_metadata", refusals=BY_NAME
+    ),
+    *_v2_model("/ready", "model_ready", "GET", "OIP model readiness", "ready", refusals=BY_NAME),
 )
 OPEN_PATHS = frozenset(e.path for e in ENDPOINTS if e.open)
 PATHS = tuple(dict.fromkeys(e.path for e in ENDPOINTS))
 _PATTERNS = [(re.compile("^" + re.sub(r"\{\w+\}", "[^/]+", p) + "$"), p) for p in PATHS]
 
 
+@functools.lru_cache(maxsize=256)  # a few paths are asked for all the time
 def path_label(path: str) -> str:
     """A request's path as /metrics counts it: its endpoint's template, or "other"."""
     for pattern, template in _PATTERNS:

@@ -3,6 +3,11 @@ ratio to the in-process Classifier, a mix of good and bad uploads, and a 10,000-
 
     python -m fmnist_edge.benchmarks.serve_load [--workers 2] [--clients 1,8,32] \
         [--requests 3000] [--seconds 20] [--soak 10000] [--out serve_load.json]
+    python -m fmnist_edge.benchmarks.serve_load --oip-only [--oip-rounds 5]  # /v1 against /v2
+
+``--oip`` (or ``--oip-only``) also compares /v1/classify with the Open Inference Protocol's
+/v2/models/{name}/infer at 8 clients, one image a request: the PNG as a BYTES input and the raw
+pixels as UINT8, each with binary and with JSON tensors, all five interleaved round by round.
 
 It starts ``fmnist-serve --port 0`` itself (127.0.0.1 only) and sends 28x28 PNGs of the
 official test images (the same bytes the in-process baseline decodes). Each client is a thread

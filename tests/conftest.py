@@ -150,17 +150,11 @@ def rgb16_tflite(tmp_path_factory, fmnist_train):
             gray = Image.fromarray(pixels).resize((16, 16), Image.Resampling.BILINEAR)
             rgb = np.asarray(gray.convert("RGB"), np.float32) * np.array(tint) / 255.0
             Image.fromarray(rgb.astype(np.uint8)).save(folder / f"{i:03d}.png")
-    old = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(root / "cache")  # own data's decode cache
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(root / "cache"))  # own data's decode cache
         cfg = TrainConfig(
             arch="tiny", epochs=1, data=root / "data", out=root / "run", image_size=16, color="rgb"
         )
         train(cfg)
         (result,) = export(ExportConfig(source=root / "run", modes=("int8",)))
-    finally:
-        if old is None:
-            os.environ.pop("XDG_CACHE_HOME", None)
-        else:
-            os.environ["XDG_CACHE_HOME"] = old
     return result.path

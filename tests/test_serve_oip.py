@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import socket
+import struct
 import subprocess
 import sys
 
@@ -271,3 +272,54 @@ def test_schemathesis_finds_nothing(tmp_path):
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert "14 selected" in run.stdout or "15 selected" in run.stdout, run.stdout[-3000:]
     assert "Traceback" not in server.stderr(), server.stderr()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        [],
+        {"inputs": {}},
+        {"inputs": ["pixels"]},
+        {"inputs": [{"name": "pixels", "datatype": ["UINT8"], "shape": [1, 2, 2, 1]}]},
+        {"inputs": [{"name": ["pixels"], "datatype": "UINT8", "shape": [1, 2, 2, 1]}]},
+        {"inputs": [_pixels_input([1, 2, 2, 1], {"a": 1})]},
+        {"inputs": [_pixels_input([1, 2, 2, 1], [[1, 2], [3]])]},
+        {"inputs": [_pixels_input([1, 2, 2, 1], [2**70, 0, 0, 0])]},
+        {"inputs": [_pixels_input([1, 2, 2, 1], [True, False, True, False])]},
+        {"inputs": [_pixels_input([1, 2, 2, 1], [1, 2, 3, 256])]},
+        {"inputs": [_pixels_input([1, 2, 2, 1], "1234")]},
+        {"inputs": [_pixels_input([1, -2, 2, 1], [0] * 4)]},
+        {"inputs": [_pixels_input([1, 2, 2, 1], [0] * 4)], "id": 7},
+        {"inputs": [_pixels_input([1, 2, 2, 1], [0] * 4)], "outputs": [{"name": "label"}] * 2},
+        {"inputs": [_pixels_input([1, 2, 2, 1], [0] * 4)], "outputs": ["label"]},
+        {"inputs": [_pixels_input([33, 2, 2, 1], [0] * 132)]},
+        {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "data": ["aGk="]}]},
+        {"inputs": [_pixels_input([1, 2, 2, 1], [0] * 4)], "parameters": {"mode": ["raw"]}},
+    ],
+)
+def test_parse_request_refuses_malformed_json_with_a_4xx_problem(header):
+    from fmnist_edge.edge_runtime.serve.oip import Contract, parse_request
+    from fmnist_edge.edge_runtime.serve.uploads import Problem
+
+    contract = Contract("m", 2, 2, 1, ("a", "b"), ("auto", "raw"))
+    with pytest.raises(Problem) as caught:
+        parse_request(json.dumps(header).encode(), None, contract, max_images=32)
+    assert caught.value.status in (400, 413) and "\n" not in caught.value.message
+
+
+def test_parse_request_reads_binary_bytes_and_pixels():
+    from fmnist_edge.edge_runtime.serve.oip import Contract, parse_request
+
+    contract = Contract("m", 2, 2, 1, ("a", "b"), ("auto", "raw"))
+    files = [b"\x89PNG one", b"two"]
+    data = b"".join(struct.pack("<I", len(f)) + f for f in files)
+    header = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2],
+                          "parameters": {"binary_data_size": len(data)}}],
+              "parameters": {"mode": "raw", "binary_data_output": True}}  # fmt: skip
+    body, length = _binary(header, data)
+    asked = parse_request(body, str(length), contract, max_images=32)
+    assert [f for _, f in asked.files] == files and asked.mode == "raw"
+    assert asked.outputs == (("probabilities", True), ("label", True), ("index", True))
+    pixels = {"inputs": [_pixels_input([1, 2, 2, 1], [[[[0], [1]], [[2], [255]]]])]}
+    asked = parse_request(json.dumps(pixels).encode(), None, contract, max_images=32)
+    assert asked.pixels.dtype == np.uint8 and asked.pixels.ravel().tolist() == [0, 1, 2, 255]

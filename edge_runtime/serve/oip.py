@@ -38,23 +38,11 @@ PIXELS, IMAGE = "pixels", "image"  # the inputs
 OUTPUTS = ("probabilities", "label", "index")
 HEADER_LENGTH = "inference-header-content-length"
 EXTENSIONS = ("binary_tensor_data",)
-# Every datatype of the protocol, with its element size in bytes (BYTES: variable), so that a
-# tensor of any of them is refused for what it is, not for being unknown.
-DATATYPES = {
-    "BOOL": 1,
-    "UINT8": 1,
-    "UINT16": 2,
-    "UINT32": 4,
-    "UINT64": 8,
-    "INT8": 1,
-    "INT16": 2,
-    "INT32": 4,
-    "INT64": 8,
-    "FP16": 2,
-    "FP32": 4,
-    "FP64": 8,
-    "BYTES": 0,
-}
+# Every datatype of the protocol, so that a tensor of any of them is refused for what it is
+DATATYPES = (
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "BF16", "FP32", "FP64", "BYTES",
+)  # fmt: skip
 _LENGTH = struct.Struct("<I")  # a BYTES element's length prefix
 _MAX_ID = 256  # characters of a request id echoed back
 

@@ -3,6 +3,11 @@ ratio to the in-process Classifier, a mix of good and bad uploads, and a 10,000-
 
     python -m fmnist_edge.benchmarks.serve_load [--workers 2] [--clients 1,8,32] \
         [--requests 3000] [--seconds 20] [--soak 10000] [--out serve_load.json]
+    python -m fmnist_edge.benchmarks.serve_load --oip-only [--oip-rounds 5]  # /v1 against /v2
+
+``--oip`` (or ``--oip-only``) also compares /v1/classify with the Open Inference Protocol's
+/v2/models/{name}/infer at 8 clients, one image a request: the PNG as a BYTES input and the raw
+pixels as UINT8, each with binary and with JSON tensors, all five interleaved round by round.
 
 It starts ``fmnist-serve --port 0`` itself (127.0.0.1 only) and sends 28x28 PNGs of the
 official test images (the same bytes the in-process baseline decodes). Each client is a thread
@@ -15,15 +20,18 @@ in-process Classifier's label for the same image; a bad upload must get its own 
 from __future__ import annotations
 
 import argparse
+import base64
 import io
 import json
 import os
 import platform
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +42,27 @@ from fmnist_edge.edge_runtime.serve.settings import HTTP_PARSERS
 from .report import print_and_save
 
 GOAL = {"clients": 8, "requests_per_s": 1000, "p99_ms": 20.0}
+OIP_KINDS = ("image-binary", "image-json", "pixels-binary", "pixels-json")
+OIP_GOAL = 0.9  # an OIP request of one image file: at least 90% of /v1/classify's req/s
+
+
+def v1_label(body: bytes, headers: dict[str, str]) -> str:
+    return json.loads(body)["label"]
+
+
+def oip_label(body: bytes, headers: dict[str, str]) -> str:
+    """The first label of an Open Inference Protocol answer, JSON or binary."""
+    length = headers.get("inference-header-content-length")
+    offset = int(length) if length else len(body)
+    for out in json.loads(body[:offset])["outputs"]:
+        size = out.get("parameters", {}).get("binary_data_size")
+        if out["name"] == "label":
+            if size is None:
+                return out["data"][0]
+            (n,) = struct.unpack_from("<I", body, offset)  # a BYTES element: length, bytes
+            return body[offset + 4 : offset + 4 + n].decode()
+        offset += size or 0
+    raise ValueError("no label in the answer")
 
 
 @dataclass(frozen=True)
@@ -41,14 +70,41 @@ class Upload:
     request: bytes  # the whole HTTP request, prebuilt
     expect_status: int
     expect_label: str | None  # for good uploads
+    label_of: Callable[[bytes, dict[str, str]], str] = v1_label  # reads it from an answer
 
 
-def _request(body: bytes, query: str = "") -> bytes:
+def _request(
+    body: bytes, query: str = "", path: str = "/v1/classify", headers: str = "image/png"
+) -> bytes:
+    """A POST of ``body``; ``headers``: its content type, then any other header lines."""
     head = (
-        f"POST /v1/classify{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Content-Type: image/png\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"POST {path}{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: {headers}\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
+
+
+def oip_request(model: str, kind: str, png: bytes, pixels: np.ndarray) -> bytes:
+    """POST /v2/models/{model}/infer of one image, as tritonclient sends it: ``kind`` is
+    image-binary or image-json (the PNG file, BYTES), pixels-binary or pixels-json (UINT8
+    [1, H, W, 1]). Binary requests ask for binary outputs, JSON ones for JSON."""
+    name, binary = kind.split("-")
+    path = f"/v2/models/{model}/infer"
+    if name == "image":
+        tensor = {"name": "image", "datatype": "BYTES", "shape": [1]}
+        data, values = struct.pack("<I", len(png)) + png, [base64.b64encode(png).decode()]
+    else:
+        tensor = {"name": "pixels", "datatype": "UINT8", "shape": [1, *pixels.shape, 1]}
+        data, values = pixels.tobytes(), pixels.ravel().tolist()
+    header: dict = {"inputs": [tensor]}
+    if binary == "json":
+        tensor["data"] = values
+        return _request(json.dumps(header).encode(), "", path, "application/json")
+    tensor["parameters"] = {"binary_data_size": len(data)}
+    header["parameters"] = {"binary_data_output": True}
+    head = json.dumps(header).encode()
+    length = f"application/octet-stream\r\nInference-Header-Content-Length: {len(head)}"
+    return _request(head + data, "", path, length)
 
 
 def make_uploads(count: int, data_dir: str | None) -> tuple[list[bytes], list[np.ndarray]]:
@@ -106,6 +162,7 @@ class Client:
     def __init__(self, port: int):
         self.port = port
         self.sock: socket.socket | None = None
+        self.headers: dict[str, str] = {}  # of the last answer
 
     def _connect(self) -> socket.socket:
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
@@ -134,6 +191,7 @@ class Client:
             body += chunk
         if headers.get("connection") == "close":
             self.close()
+        self.headers = headers
         return status, body
 
     def close(self) -> None:
@@ -178,7 +236,7 @@ def run_phase(
             mine.append(time.perf_counter() - t0)
             if upload.expect_label is not None:
                 tally["good"] += 1
-                ok = status == 200 and json.loads(body)["label"] == upload.expect_label
+                ok = status == 200 and upload.label_of(body, client.headers) == upload.expect_label
                 tally["good_lost"] += not ok
             else:
                 tally["bad"] += 1
@@ -212,6 +270,41 @@ def run_phase(
         **outcome,
         "errors": outcome["good_lost"] + outcome["bad_unexpected"] + outcome["transport_errors"],
     }
+
+
+def protocol_phase(
+    port: int,
+    variants: dict[str, list[Upload]],
+    rounds: int,
+    requests: int,
+    seconds: float,
+    pid: int,
+) -> dict:
+    """Each variant (an API and tensor form) at 8 clients, interleaved: every round runs each
+    once, in turn, so that the machine's load changes them alike. Per variant, the median over
+    rounds of req/s, p50 and p99, and of its req/s over /v1/classify's in the same round."""
+    runs: dict[str, list[dict]] = {kind: [] for kind in variants}
+    for _ in range(rounds):
+        for kind, uploads in variants.items():
+            runs[kind].append(run_phase(port, uploads, 8, requests, seconds, pid))
+    base = [r["requests_per_s"] for r in runs["v1"]]
+    out = {}
+    for kind, rows in runs.items():
+        rates = [r["requests_per_s"] for r in rows]
+        out[kind] = {
+            "clients": 8,
+            "requests": sum(r["requests"] for r in rows),
+            "errors": sum(r["errors"] for r in rows),
+            "requests_per_s": round(float(np.median(rates)), 1),
+            "p50_ms": round(float(np.median([r["p50_ms"] for r in rows])), 3),
+            "p99_ms": round(float(np.median([r["p99_ms"] for r in rows])), 3),
+            "server_cpu_ms_per_request": round(
+                float(np.median([r["server_cpu_ms_per_request"] for r in rows])), 3
+            ),
+            "ratio_to_v1": round(float(np.median(np.array(rates) / np.array(base))), 3),
+            "rounds_requests_per_s": rates,
+        }
+    return out
 
 
 def rss_mib(pid: int) -> float:
@@ -298,8 +391,20 @@ def environment(args: argparse.Namespace) -> dict:
     }
 
 
+def _finish(report: dict) -> dict:
+    report["environment"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    protocols = report.get("protocols")
+    if protocols:
+        files = [protocols[kind] for kind in ("image-binary", "image-json")]
+        report["oip_goal"] = {
+            "ratio_to_v1": OIP_GOAL,
+            "met": all(v["ratio_to_v1"] >= OIP_GOAL and v["errors"] == 0 for v in files),
+        }
+    return report
+
+
 def measure(args: argparse.Namespace) -> dict:
-    pngs, _ = make_uploads(args.images, args.data_dir)
+    pngs, arrays = make_uploads(args.images, args.data_dir)
     rate, cpu_ms, labels = in_process_rate(pngs, args.model, args.baseline_seconds)
     good = [Upload(_request(p), 200, label) for p, label in zip(pngs, labels, strict=True)]
     bad = bad_uploads(pngs[0])
@@ -312,6 +417,19 @@ def measure(args: argparse.Namespace) -> dict:
     proc, port = start_server(args)
     try:
         run_phase(port, good, 8, min(500, args.requests), args.seconds, proc.pid)  # warm-up
+        if args.oip or args.oip_only:
+            model = Path(args.model).stem if args.model else "default"
+            variants = {"v1": good}
+            for kind in OIP_KINDS:
+                variants[kind] = [
+                    Upload(oip_request(model, kind, png, pixels), 200, label, oip_label)
+                    for png, pixels, label in zip(pngs, arrays, labels, strict=True)
+                ]
+            report["protocols"] = protocol_phase(
+                port, variants, args.oip_rounds, args.requests, args.seconds, proc.pid
+            )
+        if args.oip_only:
+            return _finish(report)  # the server stops below
         report["load"] = []
         for clients in args.clients:
             row = run_phase(port, good, clients, args.requests, args.seconds, proc.pid)
@@ -336,7 +454,7 @@ def measure(args: argparse.Namespace) -> dict:
     finally:
         proc.terminate()
         proc.wait(30)
-    report["environment"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    _finish(report)
     goal_row = next((r for r in report["load"] if r["clients"] == GOAL["clients"]), None)
     report["goal"] = {
         **GOAL,
@@ -350,6 +468,36 @@ def measure(args: argparse.Namespace) -> dict:
     return report
 
 
+def render_protocols(r: dict) -> list[str]:
+    lines = [
+        "one image a request, 8 clients, the variants interleaved (medians over rounds):",
+        "",
+        "| request | req/s | p50 ms | p99 ms | server CPU ms/request | ratio to /v1/classify "
+        "| errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    names = {
+        "v1": "POST /v1/classify (PNG body)",
+        "image-binary": "OIP, PNG as BYTES, binary tensors",
+        "image-json": "OIP, PNG as BYTES, JSON tensors (base64)",
+        "pixels-binary": "OIP, UINT8 pixels, binary tensors",
+        "pixels-json": "OIP, UINT8 pixels, JSON tensors",
+    }
+    for kind, row in r["protocols"].items():
+        lines.append(
+            f"| {names[kind]} | {row['requests_per_s']:,.0f} | {row['p50_ms']:.2f} | "
+            f"{row['p99_ms']:.2f} | {row['server_cpu_ms_per_request']:.3f} | "
+            f"{row['ratio_to_v1']:.2f} | {row['errors']} |"
+        )
+    met = "met" if r["oip_goal"]["met"] else "not met"
+    lines += [
+        "",
+        f"OIP goal (an image file at >= {OIP_GOAL:.0%} of /v1/classify's req/s): {met}",
+        "",
+    ]
+    return lines
+
+
 def render(r: dict) -> str:
     env = r["environment"]
     lines = [
@@ -360,6 +508,12 @@ def render(r: dict) -> str:
         f"in-process Classifier (decode + predict, 1 thread): {r['in_process_images_per_s']:,.0f}"
         f" images/s, {r['in_process_cpu_ms_per_image']:.3f} CPU ms per image",
         "",
+    ]
+    if "protocols" in r:
+        lines += render_protocols(r)
+    if "load" not in r:
+        return "\n".join(lines)
+    lines += [
         "| clients | requests | req/s | p50 ms | p99 ms | max ms | errors | ratio to in-process "
         "| server CPU ms/request | client CPU ms/request |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -411,6 +565,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=256, help="distinct test images")
     parser.add_argument("--baseline-seconds", type=float, default=3.0)
     parser.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX files")
+    parser.add_argument(
+        "--oip",
+        action="store_true",
+        help="also compare /v1/classify with "
+        "the Open Inference Protocol's infer (binary and JSON tensors)",
+    )
+    parser.add_argument("--oip-only", action="store_true", help="only that comparison")
+    parser.add_argument("--oip-rounds", type=int, default=5, help="rounds of the comparison")
     parser.add_argument("--out", default=None, help="also write the report as JSON here")
     args = parser.parse_args(argv)
     args.clients = [int(c) for c in args.clients.split(",")]

@@ -12,7 +12,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 # Fixtures that train or convert a real model, and modules whose tests do (train(), export(),
 # or the commands that run them in a subprocess).
-TRAINING_FIXTURES = {"tiny_keras", "tiny_tflite"}
+TRAINING_FIXTURES = {"tiny_keras", "tiny_tflite", "rgb16_tflite"}
 TRAINING_MODULES = {
     "test_train.py",
     "test_batchnorm.py",
@@ -29,6 +29,7 @@ PROCESS_MODULES = {
     "test_serve.py",
     "test_serve_hostile.py",
     "test_serve_page.py",
+    "test_serve_oip.py",
     "test_wheel.py",
     "test_infer_ray.py",
 }
@@ -126,3 +127,34 @@ def tiny_tflite(tmp_path_factory, tiny_keras):
     (result,) = export(ExportConfig(modes=("int8",), keep_softmax=True, **softmax))
     paths["int8-softmax"] = result.path
     return paths
+
+
+@pytest.fixture(scope="session")
+def rgb16_tflite(tmp_path_factory, fmnist_train):
+    """A model of another size and colour: 16x16 RGB, three classes of real Fashion-MNIST
+    images (tinted per class, so colour carries information), trained one epoch through
+    fmnist-train's own-data path and exported to int8 by export.export. Returns its path."""
+    from PIL import Image
+
+    from fmnist_edge.export.config import ExportConfig
+    from fmnist_edge.export.exporter import export
+    from fmnist_edge.train.config import TrainConfig
+    from fmnist_edge.train.trainer import train
+
+    root = tmp_path_factory.mktemp("rgb16")
+    tints = {"boot": (255, 160, 160), "sandal": (160, 255, 160), "sneaker": (160, 160, 255)}
+    for (name, tint), label in zip(tints.items(), (9, 5, 7), strict=True):
+        folder = root / "data" / name
+        folder.mkdir(parents=True)
+        for i, pixels in enumerate(fmnist_train.images[fmnist_train.labels == label][:24]):
+            gray = Image.fromarray(pixels).resize((16, 16), Image.Resampling.BILINEAR)
+            rgb = np.asarray(gray.convert("RGB"), np.float32) * np.array(tint) / 255.0
+            Image.fromarray(rgb.astype(np.uint8)).save(folder / f"{i:03d}.png")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(root / "cache"))  # own data's decode cache
+        cfg = TrainConfig(
+            arch="tiny", epochs=1, data=root / "data", out=root / "run", image_size=16, color="rgb"
+        )
+        train(cfg)
+        (result,) = export(ExportConfig(source=root / "run", modes=("int8",)))
+    return result.path

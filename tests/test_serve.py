@@ -185,7 +185,9 @@ def test_body_limit(server):
 
 
 def test_unknown_routes_and_methods(server):
-    assert_problem(call(server, "GET", "/v2/anything"), 404, "not_found")
+    assert_problem(call(server, "GET", "/v3/anything"), 404, "not_found")
+    oip = call(server, "GET", "/v2/anything")  # the Open Inference Protocol's error body
+    assert oip.status == 404 and list(oip.json()) == ["error"]
     reply = call(server, "GET", "/v1/classify")
     assert_problem(reply, 405, "method_not_allowed")
     assert "POST" in reply.headers["allow"]

@@ -6,6 +6,9 @@
     uploads.py   the request body: size limit, read deadline, raw or multipart, in memory only
     metrics.py   counters and latency percentiles in Prometheus' text format
     tally.py     warnings from decoders and parsers, logged once per kind and counted
+    api.py       the endpoint table: paths, methods, which are open, what each answers
+    oip.py       the Open Inference Protocol (KServe V2): inference requests and answers
+    openapi.py   the OpenAPI schema, built from the endpoint table and the served model
     app.py       the ASGI app built from settings: routes, auth, JSON errors; no I/O
     server.py    uvicorn with a bounded head, timeouts for slow clients, JSON refusals and a
                  graceful SIGTERM or SIGHUP

@@ -1,10 +1,13 @@
-"""The ASGI app: five routes, one guard in front of them, every error a JSON body.
+"""The ASGI app: the routes of api.ENDPOINTS, one guard in front of them, every error a JSON body.
 
     GET  /              the page (static/index.html): drop a photo, see the top 3
     GET  /healthz       {"status": "ok"}: always open, for systemd and monitors
     GET  /metrics       Prometheus text: requests, errors by kind, latency percentiles
+    GET  /openapi.json  the OpenAPI schema of all of this (openapi.py)
     GET  /v1/model      the model's name, sha256, class names, input contract
     POST /v1/classify   a raw body or multipart ``image`` fields; ?top_k=1..10&mode=auto|raw|photo
+    /v2/...             the Open Inference Protocol (KServe V2; oip.py): server and model
+                        metadata, health (open), POST /v2/models/{name}/infer
 
 The guard (``Guard``) times and counts every request, checks the bearer token (constant-time)
 and, on a loopback address or with ``allow_hosts``, the Host header (so that a web page cannot
@@ -28,6 +31,7 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from http import HTTPStatus
 from importlib import resources
 from typing import Any
@@ -39,6 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from fmnist_edge import __version__
 from fmnist_edge.common.errors import (
     CorruptImageError,
     ImageBombError,
@@ -49,13 +54,15 @@ from fmnist_edge.common.errors import (
     UnsupportedFormatError,
 )
 
-from .metrics import PATHS, Metrics
+from .api import ENDPOINTS, OPEN_PATHS, is_oip, path_label
+from .metrics import Metrics
+from .oip import EXTENSIONS, HEADER_LENGTH, VERSION, encode_response, parse_request
+from .openapi import build_openapi
 from .settings import ServeSettings, is_loopback
 from .uploads import Problem, parse_options, read_body, split_uploads
 from .workers import ClassifierPool
 
 log = logging.getLogger("fmnist_edge.edge_runtime.serve")
-OPEN_PATHS = frozenset({"/", "/healthz"})  # the page holds no data; it asks for the token
 PAGE_POLICY = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
     "img-src blob: data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
@@ -88,13 +95,17 @@ def _problem_headers(problem: Problem, close: bool) -> dict[str, str]:
     return headers
 
 
-def _problem_body(problem: Problem) -> dict[str, Any]:
+def _problem_body(problem: Problem, oip: bool = False) -> dict[str, Any]:
+    if oip:  # the Open Inference Protocol's error: one string
+        return {"error": problem.message}
     return {"error": problem.kind, "message": problem.message, "status": problem.status}
 
 
-def problem_response(problem: Problem, close: bool = False) -> JSONResponse:
-    """The JSON body of every refusal: {"error": kind, "message": one line, "status": code}."""
-    return JSONResponse(_problem_body(problem), problem.status, _problem_headers(problem, close))
+def problem_response(problem: Problem, close: bool = False, path: str = "") -> JSONResponse:
+    """The JSON body of every refusal: {"error": kind, "message": one line, "status": code},
+    or on the Open Inference Protocol's ``path`` {"error": one line}."""
+    body = _problem_body(problem, is_oip(path))
+    return JSONResponse(body, problem.status, _problem_headers(problem, close))
 
 
 def refusal_bytes(problem: Problem) -> bytes:
@@ -122,9 +133,9 @@ def refusal_app(problem: Problem, metrics: Metrics) -> Any:
                 message = {**message, "headers": [*message.get("headers", ()), *_HEADERS]}
             await send(message)
 
-        await problem_response(problem, close=True)(scope, receive, send_with_headers)
-        path = scope["path"] if scope["path"] in PATHS else "other"
-        metrics.observe(path, problem.status, 0.0, problem.kind)
+        refusal = problem_response(problem, close=True, path=scope["path"])
+        await refusal(scope, receive, send_with_headers)
+        metrics.observe(path_label(scope["path"]), problem.status, 0.0, problem.kind)
 
     return app
 
@@ -149,6 +160,16 @@ def _is_loopback_address(name: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+async def _compute(request: Request, start: Callable[[threading.Event], asyncio.Future]) -> Any:
+    """The result of the worker job ``start(gone)``, or a Problem: 499 if the client hangs up
+    (``gone`` is set then, and the worker stops), an image's own status if one is refused."""
+    gone = threading.Event()
+    try:
+        return await _unless_gone(start(gone), request.receive, gone)
+    except ImageError as exc:
+        raise _image_problem(exc) from None
 
 
 async def _disconnected(receive: Any) -> None:
@@ -233,14 +254,16 @@ class Guard:
             refusal = self._refusal(scope)
             if refusal is not None:
                 state["error_kind"] = refusal.kind  # and close: no body of theirs is read
-                await problem_response(refusal, close=True)(scope, receive, send_with_headers)
+                answer = problem_response(refusal, close=True, path=scope["path"])
+                await answer(scope, receive, send_with_headers)
             else:
                 await self.app(scope, receive, send_with_headers)
         except asyncio.CancelledError:  # a graceful shutdown ran out with this request in flight
             state["error_kind"] = "shutting_down"
             if not response["started"]:
                 stop = Problem(503, "shutting_down", "the server is stopping: send it again")
-                await problem_response(stop, close=True)(scope, receive, send_with_headers)
+                answer = problem_response(stop, close=True, path=scope["path"])
+                await answer(scope, receive, send_with_headers)
         except Exception:
             # the traceback in the message itself: fmnist-serve's log handler prints messages
             log.error(
@@ -252,12 +275,13 @@ class Guard:
             state["error_kind"] = "internal"
             if not response["started"]:
                 bug = Problem(500, "internal", "internal server error (the server log has more)")
-                await problem_response(bug, close=True)(scope, receive, send_with_headers)
+                answer = problem_response(bug, close=True, path=scope["path"])
+                await answer(scope, receive, send_with_headers)
         finally:
             self.metrics.in_flight -= 1
-            path = scope["path"] if scope["path"] in PATHS else "other"
             elapsed = time.perf_counter() - start
-            self.metrics.observe(path, response["status"], elapsed, state.get("error_kind"))
+            label = path_label(scope["path"])
+            self.metrics.observe(label, response["status"], elapsed, state.get("error_kind"))
 
 
 def build_app(settings: ServeSettings, pool: ClassifierPool, metrics: Metrics | None = None):
@@ -293,12 +317,9 @@ def build_app(settings: ServeSettings, pool: ClassifierPool, metrics: Metrics | 
             uploads = split_uploads(
                 body, request.headers.get("content-type", ""), settings.max_images
             )
-            gone = threading.Event()  # the answer is no longer wanted: the worker stops
-            try:
-                job = pool.classify(uploads, mode, top_k, gone)
-                results = await _unless_gone(job, request.receive, gone)
-            except ImageError as exc:
-                raise _image_problem(exc) from None
+            results = await _compute(
+                request, lambda gone: pool.classify(uploads, mode, top_k, gone)
+            )
         except Problem as problem:
             request.state.error_kind = problem.kind
             return problem_response(problem, close=not body_read)
@@ -317,16 +338,88 @@ def build_app(settings: ServeSettings, pool: ClassifierPool, metrics: Metrics | 
             405: f"{request.method} is not allowed on {request.url.path}",
         }.get(exc.status_code, str(exc.detail))
         request.state.error_kind = kind
-        response = problem_response(Problem(exc.status_code, kind, message))
+        response = problem_response(Problem(exc.status_code, kind, message), path=request.url.path)
         response.headers.update(exc.headers or {})
         return response
 
+    contract = pool.contract
+    model_metadata = contract.metadata(pool.info["sha256"])
+    schema = build_openapi(settings, pool)
+
+    def unknown_model(request: Request) -> Problem | None:
+        name, version = request.path_params["name"], request.path_params.get("version")
+        if name != contract.name:
+            return Problem(
+                404,
+                "not_found",
+                f"model {name[:60]!r} is not served here: this server has {contract.name!r}",
+            )
+        if version not in (None, VERSION):
+            return Problem(
+                404, "not_found", f"model {name!r} has version {VERSION} only, not {version[:20]!r}"
+            )
+        return None
+
+    async def by_name(request: Request, answer: dict[str, Any]) -> Response:
+        problem = unknown_model(request)
+        if problem is not None:
+            request.state.error_kind = problem.kind
+            return problem_response(problem, path=request.url.path)
+        return JSONResponse(answer)
+
+    async def infer(request: Request) -> Response:
+        start = time.perf_counter()
+        body_read = False
+        try:
+            problem = unknown_model(request)
+            if problem is not None:
+                raise problem
+            body = await read_body(request, settings.max_body, settings.body_timeout)
+            body_read = True
+            header_length = request.headers.get(HEADER_LENGTH)
+            asked = parse_request(body, header_length, contract, settings.max_images)
+            probs = await _compute(request, lambda gone: pool.infer(asked, gone))
+        except Problem as problem:
+            request.state.error_kind = problem.kind
+            return problem_response(problem, close=not body_read, path=request.url.path)
+        metrics.images += asked.count
+        content, json_length = encode_response(asked, contract, probs)
+        headers = {"server-timing": f"total;dur={(time.perf_counter() - start) * 1000.0:.3f}"}
+        if json_length is None:
+            return Response(content, media_type="application/json", headers=headers)
+        headers[HEADER_LENGTH] = str(json_length)
+        return Response(content, media_type="application/octet-stream", headers=headers)
+
+    def answer(body: dict[str, Any]) -> Callable:
+        async def endpoint(request: Request) -> Response:
+            return JSONResponse(body)
+
+        return endpoint
+
+    async def model_metadata_answer(request: Request) -> Response:
+        return await by_name(request, model_metadata)
+
+    async def model_ready(request: Request) -> Response:
+        return await by_name(request, {"name": contract.name, "ready": True})
+
+    server = {"name": "fmnist-serve", "version": __version__, "extensions": list(EXTENSIONS)}
+    handlers = {
+        "index": index,
+        "healthz": healthz,
+        "metrics": metrics_text,
+        "openapi": answer(schema),
+        "model": model,
+        "classify": classify,
+        "server_metadata": answer(server),
+        "server_live": answer({"live": True}),
+        "server_ready": answer({"ready": True}),  # the Classifiers are built before serving
+        "model_metadata": model_metadata_answer,
+        "model_ready": model_ready,
+        "infer": infer,
+    }
     routes = [
-        Route("/", index),
-        Route("/healthz", healthz),
-        Route("/metrics", metrics_text),
-        Route("/v1/model", model),
-        Route("/v1/classify", classify, methods=["POST"]),
+        Route(e.path, handlers[e.name.removesuffix("_version")], methods=[e.method])
+        for e in ENDPOINTS
     ]
     return Starlette(
         routes=routes,

@@ -147,7 +147,8 @@ def main(
     debug: bool,
 ) -> None:
     """Serve the classifier over HTTP: POST /v1/classify, GET /v1/model, /healthz, /metrics,
-    and a page at / to try it with a photo.
+    and a page at / to try it with a photo; the Open Inference Protocol (KServe V2) under /v2,
+    its schema at /openapi.json.
 
     Exit status: 0 stopped (SIGTERM, SIGHUP, Ctrl-C), 2 usage or model error.
     """

@@ -42,7 +42,6 @@ ERROR_KINDS = (
     "shutting_down",
     "internal",
 )
-PATHS = ("/", "/healthz", "/metrics", "/v1/model", "/v1/classify")
 
 
 def _quantile(ordered: list[float], q: float) -> float:
@@ -73,7 +72,7 @@ class Metrics:
         self.latency_count = 0
 
     def observe(self, path: str, status: int, seconds: float, error: str | None) -> None:
-        """One finished request; ``path`` is one of PATHS or "other"."""
+        """One finished request; ``path`` is an endpoint's template (api.path_label)."""
         self.requests[(path, status)] += 1
         if error is not None:
             self.errors[error] += 1

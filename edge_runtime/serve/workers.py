@@ -21,6 +21,7 @@ import hashlib
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,15 +29,21 @@ from typing import Any
 import numpy as np
 
 from fmnist_edge.common.errors import TooManyPixelsError
-from fmnist_edge.edge_runtime.classifier import Classifier, read_model_bytes
+from fmnist_edge.edge_runtime.classifier import BUNDLED_MODEL, Classifier, read_model_bytes
 from fmnist_edge.edge_runtime.decode import Decoded, decode_bytes
 from fmnist_edge.edge_runtime.preprocess import MODES
 
+from .oip import Contract, InferRequest
 from .settings import ServeSettings
 
 # Decoders offered to strangers' bytes: the formats a camera, phone or browser produces. Pillow's
 # rarer plugins (EPS hands data to Ghostscript, for one) are never tried on an upload.
 UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
+
+
+def model_stem(settings: ServeSettings) -> str:
+    """The model's name in the Open Inference Protocol: its file's stem ("default" bundled)."""
+    return Path(settings.model).stem if settings.model else Path(BUNDLED_MODEL).stem
 
 
 def model_info(settings: ServeSettings, clf: Classifier) -> dict[str, Any]:
@@ -47,6 +54,7 @@ def model_info(settings: ServeSettings, clf: Classifier) -> dict[str, Any]:
     provenance = record.provenance
     return {
         "name": Path(settings.model).name if settings.model else "default.tflite (bundled)",
+        "oip_name": model_stem(settings),  # the {name} of /v2/models/{name}
         "sha256": hashlib.sha256(content).hexdigest(),
         "bytes": len(content),
         "format": record.format if clf.has_record else None,  # None: a bare .tflite
@@ -85,6 +93,15 @@ class ClassifierPool:
         self.modes = tuple(self.info["modes"])
         self.image_size = first.image_size
         self.model_name = self.info["name"]
+        height, width = first.image_size
+        self.contract = Contract(
+            name=self.info["oip_name"],
+            height=height,
+            width=width,
+            channels=3 if first.color == "rgb" else 1,  # as predict_proba takes them
+            class_names=tuple(first.class_names),
+            modes=self.modes,
+        )
         self._local = threading.local()
         self._executor = ThreadPoolExecutor(
             max_workers=settings.workers,
@@ -110,6 +127,20 @@ class ClassifierPool:
                 name, exc.what, exc.pixels, limits.max_pixels, spent=spent
             ) from None
 
+    def _decoded(
+        self, uploads: list[tuple[str, bytes]], gone: threading.Event | None
+    ) -> Iterator[tuple[Decoded, float]]:
+        """Each upload decoded in order (ImageError stops), all of them within one pixel
+        budget, and none once ``gone`` is set; with the time it started."""
+        spent = 0
+        for name, data in uploads:
+            if gone is not None and gone.is_set():
+                return  # nobody waits for the answer: the rest costs nothing
+            start = time.perf_counter()
+            decoded = self._decode(name, data, spent)
+            spent += decoded.pixels
+            yield decoded, start
+
     def _classify(
         self,
         uploads: list[tuple[str, bytes]],
@@ -117,16 +148,10 @@ class ClassifierPool:
         top_k: int,
         gone: threading.Event | None = None,
     ) -> list[dict[str, Any]]:
-        """In a worker thread: decode and classify each upload in order (ImageError stops),
-        all of them within one pixel budget, and none once ``gone`` is set."""
+        """In a worker thread: decode and classify each upload (see ``_decoded``)."""
         clf: Classifier = self._local.clf
-        results, spent = [], 0
-        for name, data in uploads:
-            if gone is not None and gone.is_set():
-                break  # nobody waits for the answer: the rest costs nothing
-            start = time.perf_counter()
-            decoded = self._decode(name, data, spent)
-            spent += decoded.pixels
+        results = []
+        for decoded, start in self._decoded(uploads, gone):
             pred = clf.predict(decoded.image, mode=mode, top_k=top_k)
             results.append(
                 {
@@ -139,6 +164,21 @@ class ClassifierPool:
                 }
             )
         return results
+
+    def _infer(self, request: InferRequest, gone: threading.Event) -> np.ndarray | None:
+        """In a worker thread: (N, K) probabilities of a request's pixels or files, each file
+        prepared exactly as /v1/classify prepares it; None once ``gone`` is set."""
+        clf: Classifier = self._local.clf
+        if request.pixels is not None:
+            return None if gone.is_set() else clf.predict_proba(request.pixels)
+        files = request.files or []
+        arrays = [clf.to_array(d.image, request.mode) for d, _ in self._decoded(files, gone)]
+        return clf.predict_proba(np.stack(arrays)) if len(arrays) == len(files) else None
+
+    def infer(self, request: InferRequest, gone: threading.Event) -> asyncio.Future:
+        """A future of ``request``'s (N, K) probabilities, computed in a worker."""
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._executor, self._infer, request, gone)
 
     def classify(
         self,

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -47,6 +48,7 @@ def _missing_package(exc: ImportError) -> Exception:
 
 
 ENGINES = ("local", "ray")
+FLUSH_SECONDS = 0.1  # results reach a pipe at most this late (a terminal gets each line)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -182,16 +184,23 @@ def main(
     # beside --submission, as it comes (memory stays flat for any number of images). The file
     # is renamed into place at the end; an error or Ctrl-C leaves nothing behind.
     rows = submission_writer(submission) if submission else contextlib.nullcontext(None)
-    printing = True
+    printing, stdout, flushed = True, click.get_text_stream("stdout"), time.monotonic()
 
-    def show(line: str) -> None:
-        """Print one result. When stdout's reader has gone (`fmnist-infer dir | head`), stop
-        quietly with exit 1, or, while a submission is being written, finish it unprinted."""
-        nonlocal printing
+    def show(line: str | None) -> None:
+        """Print one result (None: just flush). Lines are flushed at most FLUSH_SECONDS apart,
+        not one by one: at 2,000 images a second a flush per line (click.echo's) costs the
+        pipeline 1-2% of its speed. When stdout's reader has gone (`fmnist-infer dir | head`),
+        stop quietly with exit 1, or, while a submission is being written, finish it unprinted."""
+        nonlocal printing, flushed
         if not printing:
             return
         try:
-            click.echo(line)
+            if line is not None:
+                stdout.write(line + "\n")
+            now = time.monotonic()
+            if line is None or now - flushed >= FLUSH_SECONDS:
+                stdout.flush()
+                flushed = now
         except BrokenPipeError:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # and Python's flush
             if submission is None:
@@ -214,7 +223,9 @@ def main(
             if outcome.ok and not as_csv:
                 show(text_line(outcome))
             elif not outcome.ok:
+                show(None)  # the results before it first, as they came
                 click.echo(text_line(outcome), err=True)
+        show(None)
     if verbose:
         click.echo(f"{seen - failed} classified, {failed} failed", err=True)
     if failed:

@@ -25,6 +25,7 @@ from fmnist_edge.edge_runtime.classifier import Classifier, Prediction
 from fmnist_edge.edge_runtime.cli import main
 from fmnist_edge.edge_runtime.output import (
     csv_header,
+    csv_line,
     csv_row,
     json_record,
     submission_text,
@@ -414,3 +415,33 @@ def test_model_must_be_a_regular_file_of_bounded_size(tmp_path):
         result = CliRunner().invoke(main, ["--model", path, str(tmp_path / "x.png")])
         assert result.exit_code == 2 and result.output.strip().endswith(words), result.output
         assert len(result.output.strip().splitlines()) == 1
+
+
+def test_submission_rows_quote_what_csv_must():
+    """``stem,index``, quoted where RFC 4180 says: a comma, a quote, a line break."""
+    rows = {
+        "a/b.png": "b,8",
+        "a/b.tar.gz": "b.tar,8",
+        "c/ sp ace.png": " sp ace,8",
+        "x/,y.png": '",y",8',
+        'q/"z".png': '"""z""",8',
+        "d/x\ny.png": '"x\ny",8',
+        "e/x\ry.png": '"x\ry",8',
+    }
+    for path, row in rows.items():
+        text = submission_text([Outcome(path, Prediction("Bag", 8, 0.5))])
+        assert text == f"id,label\n{row}\n", path
+    assert csv_line(["x\ny", "8"]) == '"x\ny",8'  # --csv rows too
+
+
+def test_results_and_error_lines_keep_their_order_in_one_pipe(images, model, tmp_path):
+    """Results are flushed in batches, not line by line, yet an error line written to stderr
+    comes after the results before it when both go to one pipe (``2>&1``)."""
+    (images / "img1a.png").write_bytes(b"not a png")
+    result = _infer([images, "--model", model], tmp_path, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 1
+    assert [Path(line.split(":")[0]).name for line in lines if not line.startswith("error")] == [
+        "img0.png", "img1.png", "photo.jpg"]
+    assert lines[2].startswith("error: ") and "img1a.png" in lines[2], lines

@@ -171,11 +171,11 @@ class Classifier:
 
     ``model_path`` None uses the bundled model; ``runtime`` None (or "auto") the first of
     ai-edge-litert and tflite-runtime that works; "openvino" runs the same file in OpenVINO,
-    compiled for ``workload``: "latency" (an image at a time) or "throughput" (batches; one
-    such Classifier may be shared by several threads, ``model.thread_safe``). ``tta`` "flip"
+    compiled for ``workload``: "latency" (an image at a time) or "throughput" (batches split
+    over its streams; such a Classifier may be shared by threads). ``tta`` "flip"
     classifies each image and its left-right mirror in one invoke and averages the two
     probabilities (twice the work; the model was trained on mirrored images, so the mirror is
-    as valid an input). Not thread-safe (one per thread) unless ``model.thread_safe``.
+    as valid an input). Not thread-safe with a TFLite interpreter: one per thread.
     """
 
     def __init__(
@@ -260,8 +260,13 @@ class Classifier:
             return (both[:n] + both[n:]) * np.float32(0.5)
         return self._model_proba(x)
 
+    def input_tensor(self, x: np.ndarray) -> np.ndarray:
+        """(N, H, W[, C]) uint8 pixels, already checked -> the input tensor's values, as the
+        engine's ``run`` takes them (what a benchmark times the engine on)."""
+        return self._input(self._tensor_pixels(x))
+
     def _model_proba(self, x: np.ndarray) -> np.ndarray:
-        out = self.model.run(self._input(self._tensor_pixels(x)))
+        out = self.model.run(self.input_tensor(x))
         if self._out_lut is None:
             values = self.model.output.dequantize(out)
             return _softmax(values) if self._logits else values
@@ -307,7 +312,7 @@ class Classifier:
         x = self._pixels(x)
         if len(x) == 0:
             return np.zeros((0, len(self.class_names)), dtype=self.model.output.dtype)
-        return self.model.run(self._input(self._tensor_pixels(x))).copy()
+        return self.model.run(self.input_tensor(x)).copy()
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """(N, H, W[, C]) raw pixels (uint8, or integers 0-255) -> (N, classes) float32

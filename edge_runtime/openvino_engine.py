@@ -8,11 +8,13 @@ declares (int8 in, int8 logits out for the bundled model), so the Classifier's c
 the same for both engines; that contract (shape, dtype, scale, zero point) is read by a LiteRT
 interpreter of the same bytes, so it is exactly LiteRT's.
 
-One compiled model, shared: a folder job makes one with the THROUGHPUT hint (OpenVINO picks
-its streams for the cores) and every worker thread runs its chunk on an infer request of its
-own; the server's workers each compile one with the LATENCY hint (one stream). A batch larger
-than a request needs is split over the idle requests and run asynchronously. Threads follow
-``threads`` (--threads), else the cores this process may use (its affinity), as for LiteRT.
+The THROUGHPUT hint for batches (OpenVINO picks its streams for the threads it has), LATENCY
+for an image at a time (one stream: the server's workers). Threads follow ``threads``
+(--threads), else the cores this process may use (its affinity), as for LiteRT. A batch is split
+over the compiled model's idle infer requests, one per stream, and run asynchronously; ``run``
+is thread-safe (each call borrows its own requests). A folder job lays the cores out as for
+LiteRT, a compiled model of one thread per worker (threads.py): measured faster on a folder of
+PNGs than one model of every core shared by the workers (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -63,8 +65,6 @@ class OpenVINOModel(ModelIO):
     """A .tflite compiled by OpenVINO for this CPU, with ``contract``'s tensors (a TFLiteModel
     of the same bytes). ``run`` is thread-safe: each call borrows its own infer requests."""
 
-    thread_safe = True
-
     def __init__(
         self,
         content: bytes,
@@ -80,6 +80,9 @@ class OpenVINOModel(ModelIO):
         self.threads = threads or usable_cores()
         self.workload = workload
         self._sample_shape = self.input.shape[1:]
+        from openvino import Tensor
+
+        self._tensor = Tensor
         core = runtime.interpreter_class()
         with native_stderr_quieted(), tempfile.TemporaryDirectory(prefix="fmnist-ov-") as tmp:
             try:  # compiled inside: the constants may still map the copy until then
@@ -160,15 +163,21 @@ class OpenVINOModel(ModelIO):
         n = len(x)
         x = np.ascontiguousarray(x.reshape((n, *self._sample_shape)))
         held = self._borrow(n)
+        # Tensors over the numpy memory, set directly: infer({0: x}) builds a dict of results
+        # and costs about 0.1 ms more a call, a fifth of a batch-1 inference.
         try:
-            if len(held) == 1:  # releases the GIL while it runs
-                return held[0].infer({0: x}, share_inputs=True)[0].copy()
+            if len(held) == 1:  # infer releases the GIL while it runs
+                request = held[0]
+                request.set_input_tensor(self._tensor(x, shared_memory=True))
+                request.infer()
+                return request.get_output_tensor().data.copy()
             parts = np.array_split(x, len(held))
             for request, part in zip(held, parts, strict=True):
-                request.start_async({0: part}, share_inputs=True)
+                request.set_input_tensor(self._tensor(part, shared_memory=True))
+                request.start_async()
             for request in held:
                 request.wait()
-            return np.concatenate([r.get_output_tensor(0).data for r in held])
+            return np.concatenate([r.get_output_tensor().data for r in held])
         finally:
             for request in held:
                 self._idle.put(request)

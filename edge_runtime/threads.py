@@ -120,9 +120,9 @@ class InterpreterPool:
         tta: str | None = None,
     ) -> InterpreterPool:
         """``plan.interpreters`` Classifiers of ``model`` with ``plan.threads`` threads each; the
-        first is made now (a bad model fails here). An engine that is thread-safe (OpenVINO's
-        compiled model, which gives each call its own infer request) is made once and lent to
-        all ``plan.workers`` at once."""
+        first is made now (a bad model fails here). With openvino, each is a model compiled
+        for throughput: the same layout measured faster than one compiled model of every core
+        shared by the workers (docs/benchmarks.md, "OpenVINO on a folder")."""
         from .classifier import Classifier
 
         def make() -> Classifier:
@@ -130,10 +130,7 @@ class InterpreterPool:
                 model, threads=plan.threads, runtime=runtime, tta=tta, workload="throughput"
             )
 
-        first = make()
-        if first.model.thread_safe:
-            return cls(lambda: first, plan.workers, first=first)
-        return cls(make, plan.interpreters, first=first)
+        return cls(make, plan.interpreters)
 
     @property
     def made(self) -> int:

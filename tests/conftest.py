@@ -126,3 +126,10 @@ def tiny_tflite(tmp_path_factory, tiny_keras):
     (result,) = export(ExportConfig(modes=("int8",), keep_softmax=True, **softmax))
     paths["int8-softmax"] = result.path
     return paths
+
+
+@pytest.fixture(autouse=True)
+def _private_hint_cache(tmp_path_factory, monkeypatch):
+    """fmnist-bench records which runtime was fastest for fmnist-infer --verbose in the user's
+    cache (edge_runtime/hints.py): a test's runs write into a folder of their own instead."""
+    monkeypatch.setenv("FMNIST_EDGE_CACHE", str(tmp_path_factory.mktemp("cache")))

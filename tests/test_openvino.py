@@ -5,6 +5,7 @@ about a missing OpenVINO and the extras)."""
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import sys
 import threading
 from pathlib import Path
@@ -18,7 +19,6 @@ from fmnist_edge.common.errors import RuntimeUnavailable
 from fmnist_edge.edge_runtime.classifier import Classifier
 from fmnist_edge.edge_runtime.cli import main
 from fmnist_edge.edge_runtime.interpreter import load_runtime
-from fmnist_edge.edge_runtime.threads import InterpreterPool, plan_threads
 
 REPO = Path(__file__).resolve().parents[1]
 N = 500  # test images compared per model
@@ -65,20 +65,19 @@ def test_float_models_match_litert(tiny_tflite, fmnist_test, kind):
 
 
 def test_one_classifier_serves_threads_at_once(fmnist_test):
-    """The folder pool lends one OpenVINO Classifier to every worker: each call has its own
-    infer requests, so concurrent batches give what one thread gives."""
+    """An OpenVINO Classifier compiled for throughput splits a batch over its streams' infer
+    requests, and may be shared: each call borrows its own requests, so concurrent batches
+    give what one thread gives."""
     pytest.importorskip("openvino", reason="the [openvino] extra is not installed")
-    pool = InterpreterPool.for_plan(plan_threads(2, layout="threads"), runtime="openvino")
-    clf = pool.first
-    assert clf.model.thread_safe and pool.size == 2 and clf.model.workload == "throughput"
+    clf = Classifier(runtime="openvino", threads=2, workload="throughput")
+    assert clf.model.requests >= 1 and "THROUGHPUT hint" in clf.model.describe()
     x = fmnist_test.images[:256]
-    want = clf.output_tensor(x)
+    want = np.concatenate([clf.output_tensor(x[s : s + 8]) for s in range(0, 256, 8)])
+    assert np.array_equal(clf.output_tensor(x), want)  # split over requests or not: the same
     got: dict[int, np.ndarray] = {}
 
     def work(i: int) -> None:
-        with pool.borrow() as mine:
-            assert mine is clf
-            got[i] = np.concatenate([mine.output_tensor(x[s : s + 64]) for s in range(0, 256, 64)])
+        got[i] = np.concatenate([clf.output_tensor(x[s : s + 64]) for s in range(0, 256, 64)])
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
     for t in threads:
@@ -139,3 +138,70 @@ def test_the_edge_extra_does_not_pull_openvino():
     assert "ai-edge-litert" in extras["openvino"].split()  # it reads the contract with LiteRT
     (line,) = [r for r in extras["all"].splitlines() if r.startswith("openvino")]
     assert 'platform_machine == "x86_64"' in line and 'platform_machine == "aarch64"' in line
+
+
+# --- the runtime table and the hint it leaves for fmnist-infer --verbose ----------------------
+
+
+def _bundled() -> Path:
+    return REPO / "edge_runtime" / "models" / "default.tflite"
+
+
+def test_verbose_says_what_fmnist_bench_measured_here(tmp_path, fmnist_test):
+    from fmnist_edge.edge_runtime.hints import RuntimeHint, machine_key, model_sha256, save_hint
+
+    Image.fromarray(fmnist_test.images[0]).save(tmp_path / "x.png")
+    line = "openvino: 2.5x the images/s of ai-edge-litert here (...); use --runtime openvino"
+    sha = model_sha256(_bundled().read_bytes())
+    other = RuntimeHint(sha, "another CPU, 64 cores", "openvino", 3.0, 0.99, "elsewhere", "t")
+    save_hint(other)  # another machine's measurement is never shown here
+    runner = CliRunner()
+    shown = runner.invoke(main, ["-v", str(tmp_path / "x.png")])
+    assert "elsewhere" not in shown.stderr
+    save_hint(RuntimeHint(sha, machine_key(), "openvino", 2.5, 0.9981, line, "2026-12-06"))
+    shown = runner.invoke(main, ["-v", str(tmp_path / "x.png")])
+    assert shown.exit_code == 0 and f"hint: {line} (fmnist-bench, 2026-12-06)" in shown.stderr
+    quiet = runner.invoke(main, [str(tmp_path / "x.png")])  # without -v: not a word
+    assert quiet.exit_code == 0 and "hint" not in quiet.stderr
+    if importlib.util.find_spec("openvino"):  # already on the faster runtime: nothing to say
+        same = runner.invoke(main, ["-v", "--runtime", "openvino", str(tmp_path / "x.png")])
+        assert same.exit_code == 0 and f"hint: {line}" not in same.stderr
+
+
+@pytest.mark.slow
+def test_fmnist_bench_measures_the_runtime_table(tmp_path):
+    """The wiring on the bundled model (the numbers themselves are docs/benchmarks.md's)."""
+    pytest.importorskip("openvino", reason="the [openvino] extra is not installed")
+    from fmnist_edge.benchmarks.config import BenchConfig
+    from fmnist_edge.benchmarks.runner import run_benchmark
+    from fmnist_edge.edge_runtime.hints import find_hint
+
+    cfg = BenchConfig.quick_defaults(
+        tflite_paths=(_bundled(),),
+        out_dir=tmp_path / "bench",
+        quick_samples=300,
+        runs=8,
+        warmup=1,
+        cold_start_reps=0,
+        threads=(1, 2),
+        litert_tool=False,
+        plots=False,
+        runtimes=("ai-edge-litert", "openvino"),
+        calibration_seconds=0.1,
+    )
+    rep = run_benchmark(cfg)
+    table = rep.data["runtime_table"]
+    assert table["limits"]["int8"]["1"] > 1e9 and table["limits"]["float32"]["2"] > 1e9
+    assert 20e6 < table["macs"] < 40e6  # ResNet-20 on 28x28: 31.0M MACs an image
+    got = {(r["runtime"], r["threads"]) for r in table["rows"]}
+    assert got == {(rt, t) for rt in ("ai-edge-litert", "openvino") for t in (1, 2)}
+    for r in table["rows"]:
+        assert r["precision"] == "int8" and 0 < r["fraction_of_limit"] < 5
+        assert r["agreement_with_litert"] >= 0.99 and r["accuracy"] > 0.9
+        assert min(r["batch_images_per_s"]) > 0
+    ov = [r for r in rep.data["results"] if r["runtime"] == "openvino"]
+    assert [r["threads"] for r in ov] == [1, 2] and all(r["p50_ms"] > 0 for r in ov)
+    assert "## Runtimes against the silicon" in rep.md_path.read_text()
+    hint = find_hint(_bundled().read_bytes())  # whatever it measured, it was recorded
+    assert hint is not None and hint.line in (table["hint"] or hint.line)
+    assert (hint.runtime is None) == (table["hint"] is None)

@@ -172,10 +172,11 @@ class Classifier:
     ``model_path`` None uses the bundled model; ``runtime`` None (or "auto") the first of
     ai-edge-litert and tflite-runtime that works; "openvino" runs the same file in OpenVINO,
     compiled for ``workload``: "latency" (an image at a time) or "throughput" (batches split
-    over its streams; such a Classifier may be shared by threads). ``tta`` "flip"
+    over its streams); such a Classifier may be shared by threads (``model.thread_safe``).
+    ``tta`` "flip"
     classifies each image and its left-right mirror in one invoke and averages the two
     probabilities (twice the work; the model was trained on mirrored images, so the mirror is
-    as valid an input). Not thread-safe with a TFLite interpreter: one per thread.
+    as valid an input). With a TFLite interpreter, not thread-safe: one per thread.
     """
 
     def __init__(

@@ -179,12 +179,14 @@ def main(
     try:
         from .batch import classify_inputs
         from .output import csv_header, csv_line, csv_row, json_line, submission_writer, text_line
-        from .threads import InterpreterPool, plan_threads
+        from .threads import DEFAULT_LAYOUT, InterpreterPool, plan_threads
     except ImportError as exc:
         raise _missing_package(exc) from None
 
     runtime_name = None if runtime == "auto" else runtime
-    plan = plan_threads(threads if engine == "local" else 1)
+    # openvino: one compiled model of every core's threads, shared by the workers
+    layout = "threads" if runtime == "openvino" else DEFAULT_LAYOUT
+    plan = plan_threads(threads if engine == "local" else 1, layout=layout)
     quiet = contextlib.nullcontext() if debug else native_stderr_captured()
     with quiet:  # the model is checked here (with Ray too): a bad one stops before any work
         pool = InterpreterPool.for_plan(plan, model, runtime=runtime_name, tta=tta)

@@ -208,6 +208,7 @@ class ModelIO:
     runtime: Runtime
     input: TensorSpec
     output: TensorSpec
+    thread_safe = False  # whether one instance may run batches from several threads at once
 
     @property
     def num_classes(self) -> int:

@@ -12,9 +12,8 @@ The THROUGHPUT hint for batches (OpenVINO picks its streams for the threads it h
 for an image at a time (one stream: the server's workers). Threads follow ``threads``
 (--threads), else the cores this process may use (its affinity), as for LiteRT. A batch is split
 over the compiled model's idle infer requests, one per stream, and run asynchronously; ``run``
-is thread-safe (each call borrows its own requests). A folder job lays the cores out as for
-LiteRT, a compiled model of one thread per worker (threads.py): measured faster on a folder of
-PNGs than one model of every core shared by the workers (docs/benchmarks.md).
+is thread-safe (each call borrows its own requests), so a folder job compiles one model of
+every core, THROUGHPUT, and lends it to all its workers (threads.InterpreterPool.for_plan).
 """
 
 from __future__ import annotations
@@ -65,6 +64,8 @@ class OpenVINOModel(ModelIO):
     """A .tflite compiled by OpenVINO for this CPU, with ``contract``'s tensors (a TFLiteModel
     of the same bytes). ``run`` is thread-safe: each call borrows its own infer requests."""
 
+    thread_safe = True
+
     def __init__(
         self,
         content: bytes,
@@ -93,6 +94,10 @@ class OpenVINOModel(ModelIO):
                     {
                         "PERFORMANCE_HINT": WORKLOADS[workload],
                         "INFERENCE_NUM_THREADS": str(self.threads),
+                        # Pinned stream threads fight the workers' decoding, and a server
+                        # worker's model another's, for one core: 0.92x against 1.28x LiteRT's
+                        # images/s on a folder, pinned or not (docs/benchmarks.md).
+                        "ENABLE_CPU_PINNING": "NO",
                     },
                 )
             except RuntimeError as exc:

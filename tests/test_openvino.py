@@ -19,6 +19,7 @@ from fmnist_edge.common.errors import RuntimeUnavailable
 from fmnist_edge.edge_runtime.classifier import Classifier
 from fmnist_edge.edge_runtime.cli import main
 from fmnist_edge.edge_runtime.interpreter import load_runtime
+from fmnist_edge.edge_runtime.threads import InterpreterPool, plan_threads
 
 REPO = Path(__file__).resolve().parents[1]
 N = 500  # test images compared per model
@@ -74,6 +75,10 @@ def test_one_classifier_serves_threads_at_once(fmnist_test):
     x = fmnist_test.images[:256]
     want = np.concatenate([clf.output_tensor(x[s : s + 8]) for s in range(0, 256, 8)])
     assert np.array_equal(clf.output_tensor(x), want)  # split over requests or not: the same
+    pool = InterpreterPool.for_plan(plan_threads(2, layout="threads"), runtime="openvino")
+    pool.reserve(2)
+    with pool.borrow() as one, pool.borrow() as two:  # the folder pool lends it to every worker
+        assert one is two is pool.first and pool.size == 2 and one.model.workload == "throughput"
     got: dict[int, np.ndarray] = {}
 
     def work(i: int) -> None:

@@ -61,6 +61,11 @@ class BenchConfig:
         unknown = [r for r in self.runtimes if r not in RUNTIMES]
         if unknown:
             raise UsageError(f"unknown --runtime {unknown[0]!r}; choose from {', '.join(RUNTIMES)}")
+        if "openvino" in self.runtimes and "ai-edge-litert" not in self.runtimes:
+            raise UsageError(
+                "--runtime openvino is measured against ai-edge-litert (ratios, agreement): "
+                "add --runtime ai-edge-litert"
+            )
         for name in ("warmup", "runs", "keras_runs", "keras_batch", "quick_samples"):
             if getattr(self, name) < (0 if name == "warmup" else 1):
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1")

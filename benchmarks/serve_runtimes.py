@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     ):
         if value < 1:
             parser.error(f"{name} must be >= 1 (got {value})")
+    if args.model and not Path(args.model).is_file():
+        parser.error(f"--model {args.model}: no such file")
     if args.out and not Path(args.out).resolve().parent.is_dir():
         parser.error(f"--out {args.out}: its directory does not exist")
     report = measure(args)

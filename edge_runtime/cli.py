@@ -54,18 +54,19 @@ def _runtime_hint(model: str | None, runtime: str) -> str | None:
     measured another runtime faster than ``runtime`` (read from its cache: never measured here,
     so --verbose costs a file read and a hash of the model, about a millisecond)."""
     import importlib.util
+    from importlib import resources
 
-    from .classifier import read_model_bytes
+    from .classifier import BUNDLED_MODEL, read_model_bytes
     from .hints import find_hint
 
     content, _ = read_model_bytes(model)
     hint = find_hint(content)
     if hint is None:
         if runtime != "openvino" and importlib.util.find_spec("openvino") is not None:
-            where = f"--tflite {model}" if model else "--tflite <the model>"
+            path = model or resources.files("fmnist_edge.edge_runtime").joinpath(BUNDLED_MODEL)
             return (
-                "hint: openvino is installed; fmnist-bench " + where + " --out DIR measures "
-                "whether it is faster here"
+                f"hint: openvino is installed; fmnist-bench --tflite {path} --runtime "
+                "ai-edge-litert --runtime openvino --out DIR measures whether it is faster here"
             )
         return None
     if hint.runtime and hint.runtime != runtime:

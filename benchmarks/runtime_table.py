@@ -27,6 +27,7 @@ from fmnist_edge.edge_runtime.interpreter import load_runtime
 
 from .inputs import ModelFile
 from .markdown import table
+from .runtimes import interpreter
 
 BATCH = 256
 BASE = "ai-edge-litert"
@@ -63,11 +64,11 @@ class _Engine:
     def __init__(self, runtime: str, model: ModelFile, threads: int, x: np.ndarray):
         content, name = read_model_bytes(model.path)
         rt = load_runtime(runtime)
-        workload = "throughput" if runtime == "openvino" else "latency"
         self.one = open_model(content, name, rt, threads, "latency")
-        self.many = open_model(content, name, rt, threads, workload)
-        if runtime != "openvino":  # LiteRT's run() splits at 64: a bare invoke of 256 instead
-            self.many = _Invoke256(self.many)
+        if runtime == "openvino":
+            self.many = open_model(content, name, rt, threads, "throughput")
+        else:  # TFLiteModel.run splits at 64: a bare interpreter takes the 256 in one invoke
+            self.many = _Invoke256(runtime, model.path, threads)
         self.x = x  # (N, H, W[, C]) already in the input dtype
 
     def batch1(self, i: int) -> None:
@@ -78,14 +79,15 @@ class _Engine:
 
 
 class _Invoke256:
-    """A TFLiteModel's interpreter resized to take 256 images in one invoke."""
+    """A bare TFLite interpreter resized to take 256 images in one invoke."""
 
-    def __init__(self, model: Any):
-        interp, index = model._interp, model.input.index
-        self._shape = [BATCH, *model.input.shape[1:]]
-        interp.resize_tensor_input(index, self._shape)
+    def __init__(self, runtime: str, path: Path, threads: int):
+        interp = interpreter(runtime, path, threads)
+        detail = interp.get_input_details()[0]
+        self._shape = [BATCH, *detail["shape"][1:]]
+        interp.resize_tensor_input(detail["index"], self._shape)
         interp.allocate_tensors()
-        self._interp, self._index = interp, index
+        self._interp, self._index = interp, detail["index"]
 
     def run(self, x: np.ndarray) -> None:
         self._interp.set_tensor(self._index, x.reshape(self._shape))

@@ -173,10 +173,9 @@ class Classifier:
     ai-edge-litert and tflite-runtime that works; "openvino" runs the same file in OpenVINO,
     compiled for ``workload``: "latency" (an image at a time) or "throughput" (batches split
     over its streams); such a Classifier may be shared by threads (``model.thread_safe``).
-    ``tta`` "flip"
-    classifies each image and its left-right mirror in one invoke and averages the two
-    probabilities (twice the work; the model was trained on mirrored images, so the mirror is
-    as valid an input). With a TFLite interpreter, not thread-safe: one per thread.
+    ``tta`` "flip" classifies each image and its left-right mirror in one invoke and averages
+    the two probabilities (twice the work; the model was trained on mirrored images, so the
+    mirror is as valid an input). With a TFLite interpreter, not thread-safe: one per thread.
     """
 
     def __init__(

@@ -10,8 +10,9 @@ from typing import Any
 from fmnist_edge.common.errors import UsageError
 from fmnist_edge.common.machine import usable_cores
 
-# Every runtime the benchmark knows, in report order. Keras' predict is the notebook's way.
-RUNTIMES = ("ai-edge-litert", "tflite-runtime", "tf.lite", "keras")
+# Every runtime the benchmark knows, in report order. Keras' predict is the notebook's way;
+# openvino is measured in the runtime table, beside ai-edge-litert (runtime_table.py).
+RUNTIMES = ("ai-edge-litert", "tflite-runtime", "openvino", "tf.lite", "keras")
 TF_RUNTIMES = ("tf.lite", "keras")  # need TensorFlow: skipped in device mode
 
 
@@ -42,6 +43,8 @@ class BenchConfig:
     plots: bool = True  # write PNG plots (needs matplotlib)
     changed_samples: int = 36  # changed predictions shown in the PNG grid
     seed: int = 42  # picks the --quick subset and the sample grid
+    runtime_rounds: int = 3  # interleaved rounds of the runtime table (0: no table, no limits)
+    calibration_seconds: float = 1.0  # timing of each GEMM that measures the CPU's limits
 
     def __post_init__(self) -> None:
         if self.run_dir is None and self.keras_path is None and not self.tflite_paths:
@@ -58,16 +61,31 @@ class BenchConfig:
         unknown = [r for r in self.runtimes if r not in RUNTIMES]
         if unknown:
             raise UsageError(f"unknown --runtime {unknown[0]!r}; choose from {', '.join(RUNTIMES)}")
+        if "openvino" in self.runtimes and "ai-edge-litert" not in self.runtimes:
+            raise UsageError(
+                "--runtime openvino is measured against ai-edge-litert (ratios, agreement): "
+                "add --runtime ai-edge-litert"
+            )
         for name in ("warmup", "runs", "keras_runs", "keras_batch", "quick_samples"):
             if getattr(self, name) < (0 if name == "warmup" else 1):
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
         if self.cold_start_reps < 0:
             raise UsageError("--cold-start-reps must be >= 0")
+        if self.runtime_rounds < 0 or self.calibration_seconds <= 0:
+            raise UsageError("runtime_rounds must be >= 0 and calibration_seconds > 0")
 
     @classmethod
     def quick_defaults(cls, **kwargs: Any) -> BenchConfig:
         """Settings for a smoke run: a 1,000-image subset, few timed runs; ``kwargs`` win."""
-        quick = dict(quick=True, warmup=3, runs=30, keras_runs=20, cold_start_reps=3)
+        quick = dict(
+            quick=True,
+            warmup=3,
+            runs=30,
+            keras_runs=20,
+            cold_start_reps=3,
+            runtime_rounds=1,
+            calibration_seconds=0.3,
+        )
         return cls(**{**quick, **kwargs})
 
     def to_dict(self) -> dict[str, Any]:

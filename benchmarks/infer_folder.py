@@ -2,7 +2,7 @@
 with every core: how much of this machine's interpreter speed a user gets.
 
     python -m fmnist_edge.benchmarks.infer_folder [--images 1000,10000,100000] [--reps 3] \
-        [--model M.tflite] [--ray] [--out infer_folder.json]
+        [--model M.tflite] [--ray] [--runtime openvino] [--out infer_folder.json]
 
 The folders hold the official test images as 28x28 PNGs (beyond 10,000, the same files again
 as hard links), in a temporary folder removed at the end. Each rep measures, one after the
@@ -12,7 +12,10 @@ each folder ``fmnist-infer DIR --submission S`` with its defaults and with ``--t
 (wall time and peak RSS of the whole process), then the folder pipeline in this process laid
 out both ways (edge_runtime.threads: the measurement behind its default). Ratios are taken
 within a rep, and the median over reps is reported. ``--ray`` adds ``--engine ray`` on the
-smallest folder, against the local engine.
+smallest folder, against the local engine. ``--runtime R`` adds ``fmnist-infer DIR --runtime R``
+on every folder, next to the defaults (which of the two goes first alternates with the rep),
+with the ratio of its images/s to the defaults', its labels' agreement with theirs and both
+accuracies (from the submission files), and R's own bare bound (batches of 256, every core).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import numpy as np
 from fmnist_edge.common.machine import cpu_model, usable_cores
 from fmnist_edge.edge_runtime.batch import classify_inputs
 from fmnist_edge.edge_runtime.classifier import BUNDLED_MODEL
-from fmnist_edge.edge_runtime.interpreter import TensorSpec
+from fmnist_edge.edge_runtime.interpreter import ALL_RUNTIMES, TensorSpec
 from fmnist_edge.edge_runtime.threads import LAYOUTS, InterpreterPool, plan_threads
 
 from .coldstart import infer_argv, run_process
@@ -115,6 +118,43 @@ def _run(interp: Any, index: int, batches: list[np.ndarray]) -> None:
         _invoke(interp, index, batch)
 
 
+def runtime_bound(runtime: str, model: Path, test: np.ndarray, cores: int) -> float:
+    """Images/s of ``runtime``'s bare engine on ``test`` (decoded, in the input dtype), batches
+    of 256 on every core, laid out as fmnist-infer lays it out (for openvino: one model compiled
+    for throughput with every core's threads, shared by a thread per core)."""
+    from fmnist_edge.edge_runtime.classifier import Classifier
+
+    layout = "threads" if runtime == "openvino" else "interpreters"
+    plan = plan_threads(cores, layout, source="cores")
+    pool = InterpreterPool.for_plan(plan, str(model), runtime=runtime)
+    pool.reserve(pool.size)
+    clf: Classifier = pool.first
+    x = clf.input_tensor(test)
+    batches = [x[s : s + BATCH] for s in range(0, len(x) - BATCH + 1, BATCH)]
+    clf.model.run(batches[0])  # warm-up
+
+    def work(part: list[np.ndarray]) -> None:
+        with pool.borrow() as mine:
+            for batch in part:
+                mine.model.run(batch)
+
+    threads = [
+        threading.Thread(target=work, args=(batches[k :: pool.size],)) for k in range(pool.size)
+    ]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(batches) * BATCH / (time.perf_counter() - start)
+
+
+def _labels(submission: Path) -> np.ndarray:
+    """The class indices of a submission file (id,label rows, in file order)."""
+    rows = submission.read_text().splitlines()[1:]
+    return np.array([int(row.rsplit(",", 1)[1]) for row in rows])
+
+
 def infer_process(folder: Path, n: int, sub: Path, model: Path | None, *extra: str) -> dict:
     """``fmnist-infer FOLDER --submission SUB [EXTRA]`` as a new process: wall, peak RSS."""
     argv = infer_argv(folder, "--submission", sub, *extra, *(["--model", model] if model else []))
@@ -148,7 +188,8 @@ def measure(args: argparse.Namespace) -> dict:
 
     model = Path(args.model) if args.model else None
     model_file = model or Path(str(resources.files("fmnist_edge.edge_runtime") / BUNDLED_MODEL))
-    test = load_split("test", args.data_dir).images
+    split = load_split("test", args.data_dir)
+    test, labels = split.images, split.labels
     cores = usable_cores()
     report: dict[str, Any] = {
         "cpu": cpu_model(),
@@ -157,6 +198,8 @@ def measure(args: argparse.Namespace) -> dict:
         "model": str(model_file),
         "ai_edge_litert": dist_version("ai-edge-litert"),
         "default_plan": plan_threads().to_dict(),
+        "runtime": args.runtime,
+        "runtime_version": dist_version(args.runtime) if args.runtime else None,
         "images": args.images,
         "reps": [],
     }
@@ -167,9 +210,18 @@ def measure(args: argparse.Namespace) -> dict:
             rep: dict[str, Any] = {"load_average": load_average()}
             rep["bound"] = bound(model_file, test[: args.bound_images], cores)
             best = max(rep["bound"][k] for k in LAYOUTS)
+            if args.runtime:
+                rep["runtime_bound"] = runtime_bound(
+                    args.runtime, model_file, test[: args.bound_images], cores
+                )
             for n, folder in folders.items():
                 subs = root / f"default{n}.csv", root / f"one{n}.csv"
+                other_sub = root / f"runtime{n}.csv"
+                if args.runtime and len(report["reps"]) % 2:  # it goes first in odd reps
+                    other = infer_process(folder, n, other_sub, model, "--runtime", args.runtime)
                 default = infer_process(folder, n, subs[0], model)
+                if args.runtime and not len(report["reps"]) % 2:
+                    other = infer_process(folder, n, other_sub, model, "--runtime", args.runtime)
                 one = infer_process(folder, n, subs[1], model, "--threads", "1")
                 same = filecmp.cmp(*subs, shallow=False)
                 rep[str(n)] = {
@@ -177,6 +229,17 @@ def measure(args: argparse.Namespace) -> dict:
                     "threads_1": {**one, "ratio": one["images_per_s"] / best},
                     "same_submission": same,
                 }
+                if args.runtime:
+                    ours, theirs = _labels(subs[0]), _labels(other_sub)
+                    truth = labels[np.arange(n) % len(labels)]
+                    rep[str(n)]["runtime"] = {
+                        **other,
+                        "ratio_to_defaults": other["images_per_s"] / default["images_per_s"],
+                        "ratio_to_its_bound": other["images_per_s"] / rep["runtime_bound"],
+                        "agreement": float(np.mean(ours == theirs)),
+                        "accuracy": float(np.mean(theirs == truth)),
+                        "defaults_accuracy": float(np.mean(ours == truth)),
+                    }
             n0 = min(folders)
             if args.ray:
                 ray = infer_process(folders[n0], n0, root / "ray.csv", model, "--engine", "ray")
@@ -207,6 +270,20 @@ def summarize(report: dict) -> dict:
             for how in ("defaults", "threads_1")
         }
         out[str(n)]["same_submission"] = all(r[str(n)]["same_submission"] for r in reps)
+    if report.get("runtime"):
+        out["runtime_bound"] = statistics.median(r["runtime_bound"] for r in reps)
+        for n in report["images"]:
+            runs = [r[str(n)]["runtime"] for r in reps]
+            keys = ("seconds", "images_per_s", "cpu_ms", "rss_mib", "ratio_to_its_bound")
+            out[str(n)]["runtime"] = {k: statistics.median(r[k] for r in runs) for k in keys}
+            ratios = [r["ratio_to_defaults"] for r in runs]
+            out[str(n)]["runtime"]["ratio_to_defaults"] = [
+                min(ratios),
+                statistics.median(ratios),
+                max(ratios),
+            ]
+            for k in ("agreement", "accuracy", "defaults_accuracy"):
+                out[str(n)]["runtime"][k] = runs[0][k]  # the same files every rep
     if "ray" in reps[0]:
         ray = [r["ray"] for r in reps]
         out["ray"] = {k: statistics.median([r[k] for r in ray]) for k in ("seconds", "rss_mib")}
@@ -254,6 +331,25 @@ def render(report: dict) -> str:
             f"{s[str(n0)]['defaults']['seconds']:.2f} s), same submission: "
             f"{s['ray']['same_submission']}"
         )
+    if report.get("runtime"):
+        rt = report["runtime"]
+        lines += [
+            "",
+            f"--runtime {rt} ({report['runtime_version']}); its bare bound, batch {BATCH}, "
+            f"every core: {s['runtime_bound']:,.0f} img/s",
+            "",
+            f"| images | --runtime {rt} s | img/s | x defaults (min / median / max) | of its bound "
+            "| CPU ms/img | peak RSS MiB | labels as defaults' | accuracy | defaults' accuracy |",
+            "| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for n in report["images"]:
+            o = s[str(n)]["runtime"]
+            lines.append(
+                f"| {n:,} | {o['seconds']:.2f} | {o['images_per_s']:,.0f} | "
+                f"{' / '.join(f'{v:.2f}' for v in o['ratio_to_defaults'])} | "
+                f"{o['ratio_to_its_bound']:.2f} | {o['cpu_ms']:.3f} | {o['rss_mib']:.1f} | "
+                f"{o['agreement']:.2%} | {o['accuracy']:.2%} | {o['defaults_accuracy']:.2%} |"
+            )
     goal = s["goal"]
     lines.append(
         f"\ngoal (defaults >= {goal['ratio']:.2f} of the bound on {goal['images']:,} PNGs): "
@@ -269,6 +365,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None, help="a .tflite (default: the bundled model)")
     parser.add_argument("--bound-images", type=int, default=10_000, help="test images timed bare")
     parser.add_argument("--ray", action="store_true", help="also --engine ray, smallest folder")
+    parser.add_argument(
+        "--runtime", choices=ALL_RUNTIMES, default=None, help="also fmnist-infer --runtime R"
+    )
     parser.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX files")
     parser.add_argument("--out", default=None, help="also write the report as JSON here")
     args = parser.parse_args(argv)

@@ -259,6 +259,30 @@ def _load_line(m: dict[str, Any]) -> list[str]:
     return [line]
 
 
+def _runtimes(report: dict[str, Any]) -> list[str]:
+    from .runtime_table import to_markdown as runtime_markdown
+
+    t = report.get("runtime_table") or {}
+    if not t.get("rows"):
+        return []
+    intro = (
+        "Each runtime's batch-1 latency and batch-256 images/s, interleaved rounds (min / "
+        "median / max over rounds; ratios taken within a round), and the median images/s as a "
+        "fraction of this CPU's measured multiply-accumulate limit (benchmarks/silicon.py)."
+    )
+    hint = [f"**{line}**" for line in (t.get("hint") or "").splitlines()]
+    hint += [""] if hint else []
+    return [
+        "## Runtimes against the silicon",
+        "",
+        intro,
+        "",
+        *hint,
+        runtime_markdown(t["rows"], t["limits"], t["macs"]),
+        "",
+    ]
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     """report.md: the summary first, details after."""
     m, data = report["machine"], report["data"]
@@ -288,7 +312,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         "",
     ]
     out += _headline(report) + _models(report) + _accuracy_sections(report)
-    out += _tool(report) + _cold(report)
+    out += _runtimes(report) + _tool(report) + _cold(report)
     if report.get("plots"):
         out += ["## Plots", ""] + [f"![{p}]({p})" for p in report["plots"]] + [""]
     if report.get("notes"):

@@ -18,8 +18,20 @@ from typing import Any
 import numpy as np
 
 from fmnist_edge.common.errors import ModelError, RuntimeUnavailable
+from fmnist_edge.edge_runtime.hints import save_hint
 
-from . import accuracy, coldstart, latency, litert_tool, machine, markdown, report, runtimes
+from . import (
+    accuracy,
+    coldstart,
+    latency,
+    litert_tool,
+    machine,
+    markdown,
+    report,
+    runtime_table,
+    runtimes,
+    silicon,
+)
 from .config import RUNTIMES, BenchConfig
 from .evaluate import evaluate_keras, evaluate_tflite
 from .inputs import (
@@ -48,8 +60,10 @@ class Report:
     md_path: Path
 
     def summary(self) -> str:
-        """The terminal's table."""
-        return markdown.summary_table(self.data["results"])
+        """The terminal's table, and the line saying when another runtime is faster here."""
+        hint = (self.data.get("runtime_table") or {}).get("hint")
+        table = markdown.summary_table(self.data["results"])
+        return f"{table}\n\n{hint}" if hint else table
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -137,7 +151,7 @@ def _time_all(cfg, ms: _Models, keras_model, image, use, notes, progress) -> lis
             f"{cfg.keras_runs} timed calls"
         )
     for m, label in zip(ms.tflite, ms.labels, strict=True):
-        for rt in (n for n in use if n != "keras"):
+        for rt in (n for n in use if n not in ("keras", "openvino")):  # openvino: the table
             for t in cfg.threads:
                 with progress(f"{label} on {rt}, {t} thread{'s' * (t > 1)}", cfg.runs) as bar:
                     lat = latency.time_tflite(
@@ -234,6 +248,68 @@ def _cold_start(cfg, ms: _Models, image, out_dir: Path, progress) -> dict[str, A
     return out
 
 
+def _runtime_table(cfg, ms: _Models, evals, reference, images, labels, use, size, notes, progress):
+    """The CPU's limits, then each .tflite on LiteRT and OpenVINO, interleaved (runtime_table)."""
+    edge = [n for n in (runtime_table.BASE, "openvino") if n in use]
+    if not cfg.runtime_rounds or not ms.tflite or runtime_table.BASE not in edge:
+        return {}
+    with progress("this CPU's int8 and float32 limits (a large convolution, numpy's sgemm)", 1):
+        limits = silicon.calibrate(cfg.calibration_seconds)
+    macs = size["macs"] or runtime_table.count_macs(ms.tflite[0].path)
+    with progress(f"runtime table: {', '.join(edge)}", 1):
+        rows = runtime_table.measure(
+            ms.tflite,
+            ms.labels,
+            images,
+            labels,
+            {lbl: evals[lbl].preds for lbl in ms.labels},
+            evals[reference].preds if reference else None,
+            edge,
+            cfg.threads,
+            limits,
+            macs,
+            rounds=cfg.runtime_rounds,
+            batch1_runs=cfg.runs,
+            batches=2 if cfg.quick else 10,  # of 256 images, per runtime and round
+        )
+    out = {"rows": rows, "limits": limits, "macs": macs}
+    hints = [
+        runtime_table.runtime_hint(rows, lbl, m.path.read_bytes())
+        for m, lbl in zip(ms.tflite, ms.labels, strict=True)
+    ]
+    try:  # for fmnist-infer --verbose, which never measures (edge_runtime/hints.py)
+        out["hints_file"] = str([save_hint(h) for h in hints][-1])
+    except OSError as exc:
+        notes.append(f"runtime hints not saved for fmnist-infer --verbose: {exc}")
+    faster = [h.line for h in hints if h.runtime]
+    out["hint"] = "\n".join(faster) if faster else None
+    return out
+
+
+def _openvino_rows(table_rows, ms: _Models, evals, reference, infos) -> list[dict[str, Any]]:
+    """The runtime table's OpenVINO rows as rows of the summary (batch 1, as the others)."""
+    ref = evals.get(reference)
+    size = {lbl: m.size_bytes for m, lbl in zip(ms.tflite, ms.labels, strict=True)}
+    return [
+        {
+            "format": r["format"],
+            "runtime": r["runtime"],
+            "threads": r["threads"],
+            "accuracy": r["accuracy"],
+            "drop_pp": None if ref is None else 100 * (ref.accuracy - r["accuracy"]),
+            "agreement": r["agreement"],
+            **{k: r[k] for k in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "runs")},
+            "images_per_s": 1000.0 / r["mean_ms"],
+            "size_bytes": size[r["format"]],
+            "runtime_version": infos[r["runtime"]].version,
+            "batch": 1,
+            "batch_images_per_s": r["batch_images_per_s"][1],
+        }
+        for r in table_rows
+        if r["runtime"] == "openvino"
+    ]
+
+
 def run_benchmark(cfg: BenchConfig, progress: ProgressFactory = Silent) -> Report:
     """Measure every model of ``cfg`` and write the report folder; returns what was written."""
     device = cfg.device if cfg.device is not None else not runtimes.tensorflow_available()
@@ -285,6 +361,8 @@ def run_benchmark(cfg: BenchConfig, progress: ProgressFactory = Silent) -> Repor
     timed = _time_all(cfg, ms, keras_model, image, use, notes, progress)
     rows = _rows(timed, evals, comparisons, size, infos)
     samples = {f"{t.format} | {t.runtime} | {t.threads}t": t.latency.times_ms for t in timed}
+    table = _runtime_table(cfg, ms, evals, reference, images, labels, use, size, notes, progress)
+    rows += _openvino_rows(table.get("rows", []), ms, evals, reference, infos)
     tool = _tool_rows(cfg, ms, rows, notes, progress)
     cold = _cold_start(cfg, ms, image, out_dir, progress)
     plots: list[str] = []
@@ -338,6 +416,7 @@ def run_benchmark(cfg: BenchConfig, progress: ProgressFactory = Silent) -> Repor
         "side_by_side": report.side_by_side(rows, tool),
         "accuracy": acc_json,
         "litert_tool": tool,
+        "runtime_table": table,
         "cold_start": cold,
         "plots": plots,
         "notes": notes,

@@ -1,6 +1,7 @@
 """The runtimes a model can be timed on, found without importing TensorFlow.
 
-ai-edge-litert and tflite-runtime are the Pi's interpreters; tf.lite and Keras' ``predict`` need
+ai-edge-litert and tflite-runtime are the Pi's interpreters, openvino an engine for the same
+.tflite on x86 (edge_runtime.openvino_engine); tf.lite and Keras' ``predict`` need
 TensorFlow and are imported only when a row actually uses them, so device mode never loads TF.
 """
 
@@ -28,6 +29,7 @@ from .config import TF_RUNTIMES
 _PACKAGES = {
     "ai-edge-litert": ("ai_edge_litert.interpreter", ("ai-edge-litert",)),
     "tflite-runtime": ("tflite_runtime.interpreter", ("tflite-runtime",)),
+    "openvino": ("openvino", ("openvino",)),
     "tf.lite": ("tensorflow", ("tensorflow", "tensorflow-cpu", "tf-nightly", "tensorflow-macos")),
     "keras": ("keras", ("keras",)),
 }

@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from fmnist_edge.common.errors import ImageError, ModelError, UsageError
+from fmnist_edge.common.errors import ImageError, ModelError, RuntimeUnavailable, UsageError
 
 from .budget import DecodeLimits
 from .checks import check_mode, check_top_k, check_tta
-from .interpreter import TensorSpec, TFLiteModel, load_runtime
+from .interpreter import ModelIO, Runtime, TensorSpec, TFLiteModel, load_runtime
 from .metadata import check_tflite
 from .preprocess import ImageSource, pixel_values, to_array
 from .record import ModelRecord
@@ -92,7 +92,26 @@ def read_model_bytes(model_path: str | os.PathLike | None) -> tuple[bytes, str]:
     return content, str(path)
 
 
-def _record(content: bytes, name: str, model: TFLiteModel) -> tuple[ModelRecord, bool]:
+def open_model(
+    content: bytes, name: str, runtime: Runtime, threads: int | None, workload: str
+) -> ModelIO:
+    """The engine that runs ``content``: a TFLite interpreter of ``runtime``, or for openvino a
+    compiled model whose tensor contract a TFLite interpreter of the same bytes reads."""
+    if runtime.name != "openvino":
+        return TFLiteModel(content, name, runtime, threads)
+    from .openvino_engine import OpenVINOModel
+
+    try:
+        reader = load_runtime(None)
+    except RuntimeUnavailable as exc:
+        raise RuntimeUnavailable(
+            f"openvino reads the model's tensor contract with a TFLite interpreter: {exc}"
+        ) from None
+    contract = TFLiteModel(content, name, reader, threads=1)
+    return OpenVINOModel(content, contract, runtime, threads, workload)
+
+
+def _record(content: bytes, name: str, model: ModelIO) -> tuple[ModelRecord, bool]:
     """The file's record checked against its tensors, and whether the file carries one (a file
     without one is described from its tensors, as Fashion-MNIST when it has ten outputs)."""
     height, width, channels = model.image_shape
@@ -151,10 +170,12 @@ class Classifier:
     Fashion-MNIST or of the user's own classes, gray or RGB, at the size its record gives.
 
     ``model_path`` None uses the bundled model; ``runtime`` None (or "auto") the first of
-    ai-edge-litert and tflite-runtime that works. ``tta`` "flip" classifies each image and its
-    left-right mirror in one invoke and averages the two probabilities (twice the work; the
-    model was trained on mirrored images, so the mirror is as valid an input). Not
-    thread-safe: one per thread.
+    ai-edge-litert and tflite-runtime that works; "openvino" runs the same file in OpenVINO,
+    compiled for ``workload``: "latency" (an image at a time) or "throughput" (batches split
+    over its streams); such a Classifier may be shared by threads (``model.thread_safe``).
+    ``tta`` "flip" classifies each image and its left-right mirror in one invoke and averages
+    the two probabilities (twice the work; the model was trained on mirrored images, so the
+    mirror is as valid an input). With a TFLite interpreter, not thread-safe: one per thread.
     """
 
     def __init__(
@@ -163,6 +184,7 @@ class Classifier:
         threads: int | None = None,
         runtime: str | None = None,
         tta: str | None = None,
+        workload: str = "latency",
     ):
         if threads is not None and threads < 1:
             raise UsageError(f"threads must be >= 1 (got {threads})")
@@ -171,7 +193,7 @@ class Classifier:
         check_tflite(content, self.name)
         self._runtime = load_runtime(runtime)
         self.runtime = str(self._runtime)  # e.g. "ai-edge-litert 2.3.0"
-        self.model = TFLiteModel(content, self.name, self._runtime, threads)
+        self.model = open_model(content, self.name, self._runtime, threads, workload)
         self.record, self.has_record = _record(content, self.name, self.model)
         self.class_names = self.record.class_names
         self.image_size = self.record.input.size  # (height, width)
@@ -238,8 +260,13 @@ class Classifier:
             return (both[:n] + both[n:]) * np.float32(0.5)
         return self._model_proba(x)
 
+    def input_tensor(self, x: np.ndarray) -> np.ndarray:
+        """(N, H, W[, C]) uint8 pixels, already checked -> the input tensor's values, as the
+        engine's ``run`` takes them (what a benchmark times the engine on)."""
+        return self._input(self._tensor_pixels(x))
+
     def _model_proba(self, x: np.ndarray) -> np.ndarray:
-        out = self.model.run(self._input(self._tensor_pixels(x)))
+        out = self.model.run(self.input_tensor(x))
         if self._out_lut is None:
             values = self.model.output.dequantize(out)
             return _softmax(values) if self._logits else values
@@ -285,7 +312,7 @@ class Classifier:
         x = self._pixels(x)
         if len(x) == 0:
             return np.zeros((0, len(self.class_names)), dtype=self.model.output.dtype)
-        return self.model.run(self._input(self._tensor_pixels(x))).copy()
+        return self.model.run(self.input_tensor(x)).copy()
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """(N, H, W[, C]) raw pixels (uint8, or integers 0-255) -> (N, classes) float32

@@ -51,6 +51,31 @@ ENGINES = ("local", "ray")
 FLUSH_SECONDS = 0.1  # results reach a pipe at most this late (a terminal gets each line)
 
 
+def _runtime_hint(model: str | None, runtime: str) -> str | None:
+    """For --verbose: the line of the last fmnist-bench of this model on this CPU when it
+    measured another runtime faster than ``runtime`` (read from its cache: never measured here,
+    so --verbose costs a file read and a hash of the model, about a millisecond)."""
+    import importlib.util
+    from importlib import resources
+
+    from .classifier import BUNDLED_MODEL, read_model_bytes
+    from .hints import find_hint
+
+    content, _ = read_model_bytes(model)
+    hint = find_hint(content)
+    if hint is None:
+        if runtime != "openvino" and importlib.util.find_spec("openvino") is not None:
+            path = model or resources.files("fmnist_edge.edge_runtime").joinpath(BUNDLED_MODEL)
+            return (
+                f"hint: openvino is installed; fmnist-bench --tflite {path} --runtime "
+                "ai-edge-litert --runtime openvino --out DIR measures whether it is faster here"
+            )
+        return None
+    if hint.runtime and hint.runtime != runtime:
+        return f"hint: {hint.line} (fmnist-bench, {hint.measured})"
+    return None
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
 @click.option(
@@ -157,12 +182,14 @@ def main(
     try:
         from .batch import classify_inputs
         from .output import csv_header, csv_line, csv_row, json_line, submission_writer, text_line
-        from .threads import InterpreterPool, plan_threads
+        from .threads import DEFAULT_LAYOUT, InterpreterPool, plan_threads
     except ImportError as exc:
         raise _missing_package(exc) from None
 
     runtime_name = None if runtime == "auto" else runtime
-    plan = plan_threads(threads if engine == "local" else 1)
+    # openvino: one compiled model of every core's threads, shared by the workers
+    layout = "threads" if runtime == "openvino" else DEFAULT_LAYOUT
+    plan = plan_threads(threads if engine == "local" else 1, layout=layout)
     quiet = contextlib.nullcontext() if debug else native_stderr_captured()
     with quiet:  # the model is checked here (with Ray too): a bad one stops before any work
         pool = InterpreterPool.for_plan(plan, model, runtime=runtime_name, tta=tta)
@@ -170,6 +197,9 @@ def main(
     say = (lambda line: click.echo(line, err=True)) if verbose else (lambda line: None)
     flip = ", flip test-time augmentation" if tta == "flip" else ""
     say(f"model {clf.name} ({clf.input_dtype} input), runtime {clf.runtime}{flip}")
+    hint = _runtime_hint(model, clf.runtime.split()[0]) if verbose else None
+    if hint:
+        say(hint)
     if engine == "ray":
         from .ray_engine import classify_on_ray
 
@@ -177,7 +207,8 @@ def main(
             images, model, runtime_name, tta, mode, top_k, address=ray_address, announce=say
         )
     else:
-        say(f"engine local: {plan}")
+        how = clf.model.describe()
+        say(f"engine local: {plan}" + (f"; {how}" if how else ""))
         outcomes = classify_inputs(pool, images, mode=mode, top_k=top_k, limits=limits)
 
     # Results stream: each is printed, and its submission row written to a temporary file

@@ -23,7 +23,10 @@ import numpy as np
 from fmnist_edge.common.errors import ModelError, RuntimeUnavailable, UsageError
 from fmnist_edge.common.nativelog import native_stderr_quieted
 
-RUNTIMES = ("ai-edge-litert", "tflite-runtime")
+RUNTIMES = ("ai-edge-litert", "tflite-runtime")  # the TFLite interpreters, in auto's order
+# Every --runtime: openvino runs the same .tflite in another engine (openvino_engine.py); it is
+# used only when named, never by auto (LiteRT is bit-identical on x86 and the Pi's arm64).
+ALL_RUNTIMES = (*RUNTIMES, "openvino")
 MAX_BATCH = 64  # images per invoke when the model's batch dimension is resizable
 _NUMPY2_FIX = 'pip install ai-edge-litert (recommended), or pip install "numpy<2"'
 
@@ -115,8 +118,9 @@ _LOADERS = {"ai-edge-litert": _load_ai_edge_litert, "tflite-runtime": _load_tfli
 
 
 def load_runtime(name: str | None = None) -> Runtime:
-    """The interpreter package ``name`` ("ai-edge-litert", "tflite-runtime"), or with None or
-    "auto" the first of them that works. Raises RuntimeUnavailable saying what to install."""
+    """The runtime package ``name`` ("ai-edge-litert", "tflite-runtime", "openvino"), or with
+    None or "auto" the first TFLite interpreter that works. Raises RuntimeUnavailable saying
+    what to install."""
     if name in (None, "auto"):
         reasons = []
         for candidate in RUNTIMES:
@@ -125,8 +129,12 @@ def load_runtime(name: str | None = None) -> Runtime:
             except RuntimeUnavailable as exc:
                 reasons.append(str(exc))
         raise RuntimeUnavailable("no usable TFLite interpreter: " + "; ".join(reasons))
+    if name == "openvino":
+        from .openvino_engine import load_openvino  # imports openvino only when named
+
+        return load_openvino()
     if name not in _LOADERS:
-        raise UsageError(f"--runtime must be one of auto, {', '.join(RUNTIMES)} (got {name!r})")
+        raise UsageError(f"--runtime must be one of auto, {', '.join(ALL_RUNTIMES)} (got {name!r})")
     return _LOADERS[name]()
 
 
@@ -191,7 +199,37 @@ class TensorSpec:
         return ((q.astype(np.float32) - self.zero_point) * self.scale).astype(np.float32)
 
 
-class TFLiteModel:
+class ModelIO:
+    """What the Classifier needs of an engine: the input and output tensors' contract and
+    ``run(batch) -> output tensor``. TFLiteModel is one; openvino_engine.OpenVINOModel, which
+    takes its contract from a TFLiteModel, is the other."""
+
+    name: str
+    runtime: Runtime
+    input: TensorSpec
+    output: TensorSpec
+    thread_safe = False  # whether one instance may run batches from several threads at once
+
+    @property
+    def num_classes(self) -> int:
+        return self.output.shape[1]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of one input image."""
+        h, w, *c = self.input.shape[1:]
+        return h, w, (c[0] if c else 1)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """(N, H, W[, C]) in the input dtype -> (N, classes) in the output dtype."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """How it runs, for --verbose (empty: nothing beyond the runtime's name)."""
+        return ""
+
+
+class TFLiteModel(ModelIO):
     """A loaded .tflite checked to be an image classifier (gray or RGB, NHWC) with
     ``num_classes`` outputs.
 
@@ -246,16 +284,6 @@ class TFLiteModel:
                 raise ModelError(f"{self.name}: unsupported {what} dtype {spec.dtype}")
             if spec.quantized and spec.scale <= 0:
                 raise ModelError(f"{self.name}: {spec.dtype} {what} without a quantization scale")
-
-    @property
-    def num_classes(self) -> int:
-        return self.output.shape[1]
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        """(height, width, channels) of one input image."""
-        h, w, *c = self.input.shape[1:]
-        return h, w, (c[0] if c else 1)
 
     def _resize(self, n: int) -> None:
         if n != self._batch:

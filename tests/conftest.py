@@ -158,3 +158,10 @@ def rgb16_tflite(tmp_path_factory, fmnist_train):
         train(cfg)
         (result,) = export(ExportConfig(source=root / "run", modes=("int8",)))
     return result.path
+
+
+@pytest.fixture(autouse=True)
+def _private_hint_cache(tmp_path_factory, monkeypatch):
+    """fmnist-bench records which runtime was fastest for fmnist-infer --verbose in the user's
+    cache (edge_runtime/hints.py): a test's runs write into a folder of their own instead."""
+    monkeypatch.setenv("FMNIST_EDGE_CACHE", str(tmp_path_factory.mktemp("cache")))

@@ -337,7 +337,8 @@ def test_device_mode_never_imports_tensorflow(tmp_path, tflites):
     assert out["loaded"] == [] and out["mode"].startswith("device")
     data = json.loads((tmp_path / "bench" / "report.json").read_text())
     _check_sane(data)
-    assert {r["runtime"] for r in data["results"]} == {"ai-edge-litert"}
+    # openvino's rows come from the runtime table, where it is installed
+    assert {r["runtime"] for r in data["results"]} - {"openvino"} == {"ai-edge-litert"}
     assert data["reference"] == "float32" and "keras" not in data["accuracy"]
     assert any("device mode" in n for n in data["notes"])
 

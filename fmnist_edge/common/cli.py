@@ -45,10 +45,12 @@ data_dir_option = click.option(
 )
 runtime_option = click.option(
     "--runtime",
-    type=click.Choice(["auto", "ai-edge-litert", "tflite-runtime"]),
+    type=click.Choice(["auto", "ai-edge-litert", "tflite-runtime", "openvino"]),
     default="auto",
     show_default=True,
-    help="TFLite interpreter package to use.",
+    help="Runtime package: auto is the first TFLite interpreter that works (LiteRT first); "
+    "openvino runs the same .tflite in OpenVINO (pip install 'fmnist-edge[openvino]'; x86: "
+    "2-2.5x LiteRT's images/s on the AVX2 EPYC of docs/benchmarks.md).",
 )
 
 

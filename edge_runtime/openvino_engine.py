@@ -1,0 +1,188 @@
+"""OpenVINO as an engine for the same .tflite file: ``--runtime openvino``.
+
+OpenVINO reads the .tflite itself (its TFLite frontend: no second export, no conversion step
+for the user) and compiles it for this CPU with oneDNN's kernels, which on an x86
+CPU without VNNI keep int8 products in 32 bits where XNNPACK widens to 16 (docs/benchmarks.md,
+"Runtimes against the silicon"). The compiled model takes and returns the tensors the .tflite
+declares (int8 in, int8 logits out for the bundled model), so the Classifier's contract code is
+the same for both engines; that contract (shape, dtype, scale, zero point) is read by a LiteRT
+interpreter of the same bytes, so it is exactly LiteRT's.
+
+The THROUGHPUT hint for batches (OpenVINO picks its streams for the threads it has), LATENCY
+for an image at a time (one stream: the server's workers). Threads follow ``threads``
+(--threads), else the cores this process may use (its affinity), as for LiteRT. A batch is split
+over the compiled model's idle infer requests, one per stream, and run asynchronously; ``run``
+is thread-safe (each call borrows its own requests), so a folder job compiles one model of
+every core, THROUGHPUT, and lends it to all its workers (threads.InterpreterPool.for_plan).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import tempfile
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+from fmnist_edge.common.errors import ModelError, RuntimeUnavailable, UsageError
+from fmnist_edge.common.machine import usable_cores
+from fmnist_edge.common.nativelog import native_stderr_quieted
+
+from .interpreter import ModelIO, Runtime, TFLiteModel
+
+WORKLOADS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}  # -> OpenVINO's PERFORMANCE_HINT
+MIN_PART = 16  # images: a batch is split over several requests only in parts at least this big
+
+
+def load_openvino() -> Runtime:
+    """The openvino package as a Runtime (its ``interpreter_class`` is ``openvino.Core``).
+    A missing or broken one raises RuntimeUnavailable with the install line."""
+    try:
+        import openvino
+    except ImportError as exc:
+        raise RuntimeUnavailable(
+            f"openvino is not installed ({exc}): pip install openvino"
+        ) from None
+    except Exception as exc:  # a wheel for another glibc or CPU fails at import, not later
+        raise RuntimeUnavailable(
+            f"openvino failed to import ({type(exc).__name__}: {exc})"
+        ) from None
+    try:
+        version = metadata.version("openvino")
+    except metadata.PackageNotFoundError:  # __version__ is "2026.4.1-22982-e213a14..."
+        version = openvino.__version__.split("-")[0]
+    return Runtime("openvino", version, openvino.Core)
+
+
+def _numpy_dtype(element_type: Any) -> np.dtype:
+    return np.dtype(element_type.to_dtype())
+
+
+class OpenVINOModel(ModelIO):
+    """A .tflite compiled by OpenVINO for this CPU, with ``contract``'s tensors (a TFLiteModel
+    of the same bytes). ``run`` is thread-safe: each call borrows its own infer requests."""
+
+    thread_safe = True
+
+    def __init__(
+        self,
+        content: bytes,
+        contract: TFLiteModel,
+        runtime: Runtime,
+        threads: int | None = None,
+        workload: str = "latency",
+    ):
+        if workload not in WORKLOADS:
+            raise UsageError(f"workload must be one of {', '.join(WORKLOADS)} (got {workload!r})")
+        self.name, self.runtime = contract.name, runtime
+        self.input, self.output = contract.input, contract.output
+        self.threads = threads or usable_cores()
+        self.workload = workload
+        self._sample_shape = self.input.shape[1:]
+        from openvino import Tensor
+
+        self._tensor = Tensor
+        core = runtime.interpreter_class()
+        with native_stderr_quieted(), tempfile.TemporaryDirectory(prefix="fmnist-ov-") as tmp:
+            try:  # compiled inside: the constants may still map the copy until then
+                model = self._read(core, content, tmp)
+                self._compiled = core.compile_model(
+                    model,
+                    "CPU",
+                    {
+                        "PERFORMANCE_HINT": WORKLOADS[workload],
+                        "INFERENCE_NUM_THREADS": str(self.threads),
+                        # Pinned stream threads fight the workers' decoding, and a server
+                        # worker's model another's, for one core: 0.92x against 1.28x LiteRT's
+                        # images/s on a folder, pinned or not (docs/benchmarks.md).
+                        "ENABLE_CPU_PINNING": "NO",
+                    },
+                )
+            except RuntimeError as exc:
+                first = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+                raise ModelError(f"{self.name}: OpenVINO cannot compile it ({first})") from None
+        self._check_types()
+        self.streams = int(self._compiled.get_property("NUM_STREAMS"))
+        n = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self.requests = max(n, 1)
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(self.requests):
+            self._idle.put(self._compiled.create_infer_request())
+
+    def _read(self, core: Any, content: bytes, tmp: str) -> Any:
+        """The .tflite as an OpenVINO model whose batch dimension takes any N. OpenVINO's TFLite
+        frontend reads only files: the bytes already read and checked go to a private copy in
+        ``tmp`` (so they are exactly the contract's, whatever happens to the user's file)."""
+        from openvino import PartialShape
+
+        path = os.path.join(tmp, "model.tflite")
+        with open(path, "wb") as fh:
+            fh.write(content)
+        model = core.read_model(path)
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            raise ModelError(
+                f"{self.name}: OpenVINO sees {len(model.inputs)} inputs and "
+                f"{len(model.outputs)} outputs, expected 1 and 1"
+            )
+        if model.inputs[0].get_partial_shape()[0].is_static:  # a fixed-batch file
+            model.reshape({model.inputs[0]: PartialShape([-1, *self._sample_shape])})
+        return model
+
+    def _check_types(self) -> None:
+        """The compiled model must take and give exactly the .tflite's tensor types, or the
+        contract (quantization tables, output tables) would be applied to the wrong values."""
+        pairs = (
+            ("input", self._compiled.inputs[0], self.input),
+            ("output", self._compiled.outputs[0], self.output),
+        )
+        for what, port, spec in pairs:
+            got = _numpy_dtype(port.get_element_type())
+            if got != spec.dtype:
+                raise ModelError(
+                    f"{self.name}: OpenVINO's {what} is {got}, the .tflite declares {spec.dtype}"
+                )
+
+    def describe(self) -> str:
+        hint = WORKLOADS[self.workload]
+        return (
+            f"{hint} hint: {self.streams} stream{'s' * (self.streams > 1)}, "
+            f"{self.threads} thread{'s' * (self.threads > 1)}, {self.requests} infer requests"
+        )
+
+    def _borrow(self, n: int) -> list[Any]:
+        """One idle request (waiting for it), and more if idle now, up to one per MIN_PART
+        images: a worker never waits for a second request another worker holds."""
+        held = [self._idle.get()]
+        want = min(self.requests, -(-n // MIN_PART))
+        while len(held) < want:
+            try:
+                held.append(self._idle.get_nowait())
+            except queue.Empty:
+                break
+        return held
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """(N, H, W[, C]) in the input dtype -> (N, classes) in the output dtype."""
+        n = len(x)
+        x = np.ascontiguousarray(x.reshape((n, *self._sample_shape)))
+        held = self._borrow(n)
+        # Tensors over the numpy memory, set directly: infer({0: x}) builds a dict of results
+        # and costs about 0.1 ms more a call, a fifth of a batch-1 inference.
+        try:
+            if len(held) == 1:  # infer releases the GIL while it runs
+                request = held[0]
+                request.set_input_tensor(self._tensor(x, shared_memory=True))
+                request.infer()
+                return request.get_output_tensor().data.copy()
+            parts = np.array_split(x, len(held))
+            for request, part in zip(held, parts, strict=True):
+                request.set_input_tensor(self._tensor(part, shared_memory=True))
+                request.start_async()
+            for request in held:
+                request.wait()
+            return np.concatenate([r.get_output_tensor().data for r in held])
+        finally:
+            for request in held:
+                self._idle.put(request)

@@ -42,7 +42,7 @@ from fmnist_edge.edge_runtime.threads import LAYOUTS, InterpreterPool, plan_thre
 from .coldstart import infer_argv, run_process
 from .inputs import describe_tflite
 from .machine import load_average
-from .report import print_and_save
+from .report import check_paths, print_and_save
 from .runtimes import dist_version, interpreter
 
 BATCH = 256  # the bound's batch
@@ -377,10 +377,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--images {args.images!r}: comma-separated image counts, e.g. 1000,10000")
     if min(args.images) < 1 or args.reps < 1 or args.bound_images < BATCH:
         parser.error(f"--images and --reps must be >= 1, --bound-images >= {BATCH}")
-    if args.model and not Path(args.model).is_file():
-        parser.error(f"--model {args.model}: no such file")
-    if args.out and not Path(args.out).resolve().parent.is_dir():
-        parser.error(f"--out {args.out}: its directory does not exist")
+    check_paths(parser, args)
     report = measure(args)
     print_and_save(render(report), report, args.out)
 

@@ -98,6 +98,15 @@ def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     return json_path, md_path
 
 
+def check_paths(parser: Any, args: Any) -> None:
+    """The checks every standalone benchmark makes before measuring: ``--model`` (where it has
+    one) names a file, ``--out``'s folder exists. argparse's own error: one line, exit 2."""
+    if getattr(args, "model", None) and not Path(args.model).is_file():
+        parser.error(f"--model {args.model}: no such file")
+    if args.out and not Path(args.out).resolve().parent.is_dir():
+        parser.error(f"--out {args.out}: its directory does not exist")
+
+
 def print_and_save(text: str, report: Any, out: str | None) -> None:
     """How a standalone benchmark (``python -m fmnist_edge.benchmarks.NAME``) ends: its table
     on stdout, and with ``--out`` every number as JSON, written atomically."""

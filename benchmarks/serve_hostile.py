@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import hostile
-from .report import print_and_save
+from .report import check_paths, print_and_save
 from .serve_load import Client, cpu_seconds, launch, rss_mib
 
 ANKLE_BOOT = Path(__file__).resolve().parents[1] / "docs" / "examples" / "test0000-ankle-boot.png"
@@ -352,8 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.before and not (Path(args.before) / "fmnist_edge").is_dir():
         parser.error(f"--before {args.before}: not a checkout of fmnist-edge")
-    if args.out and not Path(args.out).resolve().parent.is_dir():
-        parser.error(f"--out {args.out}: its directory does not exist")
+    check_paths(parser, args)
     report = measure(args)
     print_and_save(render(report), report, args.out)
 

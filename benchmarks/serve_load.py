@@ -39,7 +39,7 @@ import numpy as np
 
 from fmnist_edge.edge_runtime.serve.settings import HTTP_PARSERS
 
-from .report import print_and_save
+from .report import check_paths, print_and_save
 
 GOAL = {"clients": 8, "requests_per_s": 1000, "p99_ms": 20.0}
 OIP_KINDS = ("image-binary", "image-json", "pixels-binary", "pixels-json")
@@ -576,8 +576,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="also write the report as JSON here")
     args = parser.parse_args(argv)
     args.clients = [int(c) for c in args.clients.split(",")]
-    if args.out and not Path(args.out).resolve().parent.is_dir():
-        parser.error(f"--out {args.out}: its directory does not exist")
+    check_paths(parser, args)
     report = measure(args)
     print_and_save(render(report), report, args.out)
 

@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-from pathlib import Path
 
 from fmnist_edge.edge_runtime.interpreter import ALL_RUNTIMES
 
-from .report import print_and_save
+from .report import check_paths, print_and_save
 from .serve_load import Upload, _request, in_process_rate, launch, make_uploads, run_phase
 
 GOAL = {"runtime": "openvino", "clients": 1, "p50_ratio": 0.8}  # issue 30: p50 <= 0.8x LiteRT's
@@ -156,10 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     ):
         if value < 1:
             parser.error(f"{name} must be >= 1 (got {value})")
-    if args.model and not Path(args.model).is_file():
-        parser.error(f"--model {args.model}: no such file")
-    if args.out and not Path(args.out).resolve().parent.is_dir():
-        parser.error(f"--out {args.out}: its directory does not exist")
+    check_paths(parser, args)
     report = measure(args)
     print_and_save(render(report), report, args.out)
 

@@ -36,14 +36,13 @@ import numpy as np
 from fmnist_edge.common.machine import cpu_model, usable_cores
 from fmnist_edge.edge_runtime.batch import classify_inputs
 from fmnist_edge.edge_runtime.classifier import BUNDLED_MODEL
-from fmnist_edge.edge_runtime.interpreter import ALL_RUNTIMES, TensorSpec
+from fmnist_edge.edge_runtime.interpreter import ALL_RUNTIMES
 from fmnist_edge.edge_runtime.threads import LAYOUTS, InterpreterPool, plan_threads
 
 from .coldstart import infer_argv, run_process
-from .inputs import describe_tflite
 from .machine import load_average
 from .report import check_paths, print_and_save
-from .runtimes import dist_version, interpreter
+from .runtimes import BatchInterpreter, dist_version
 
 BATCH = 256  # the bound's batch
 GOAL = {"images": 10_000, "ratio": 0.80}  # of the all-core bound, with the defaults
@@ -74,27 +73,25 @@ def write_folders(test: np.ndarray, sizes: list[int], root: Path) -> dict[int, P
 
 
 def bound(model: Path, test: np.ndarray, cores: int) -> dict[str, float]:
-    """Images/s of bare ai-edge-litert interpreters on ``test`` (decoded, already in the input
-    tensor's dtype), batches of 256, every core: one interpreter of ``cores`` threads, and
-    ``cores`` interpreters of one thread in as many Python threads (invoke releases the GIL);
-    and the CPU milliseconds per image of each ("<layout>_cpu_ms")."""
-    meta = describe_tflite(model)
+    """Images/s of bare ai-edge-litert interpreters on ``test`` (decoded pixels), batches of
+    256, every core: one interpreter of ``cores`` threads, and ``cores`` interpreters of one
+    thread in as many Python threads (invoke releases the GIL); and the CPU milliseconds per
+    image of each ("<layout>_cpu_ms")."""
+    from fmnist_edge.edge_runtime.classifier import Classifier
+
+    x = Classifier(str(model), threads=1).input_tensor(test)  # the input tensor's values
+    batches = [x[s : s + BATCH] for s in range(0, len(x) - BATCH + 1, BATCH)]
     out = {}
     for layout in LAYOUTS:
         plan = plan_threads(cores, layout, source="cores")
         interps = [
-            interpreter("ai-edge-litert", model, plan.threads) for _ in range(plan.interpreters)
+            BatchInterpreter("ai-edge-litert", model, plan.threads, BATCH)
+            for _ in range(plan.interpreters)
         ]
-        detail = interps[0].get_input_details()[0]
-        spec = TensorSpec.from_details(detail)
-        x = spec.quantize(test[..., None].astype(np.float32) * meta.scale + meta.offset)
-        batches = [x[s : s + BATCH] for s in range(0, len(x) - BATCH + 1, BATCH)]
         for it in interps:
-            it.resize_tensor_input(detail["index"], [BATCH, 28, 28, 1])
-            it.allocate_tensors()
-            _invoke(it, detail["index"], batches[0])  # warm-up
+            it.run(batches[0])  # warm-up
         threads = [
-            threading.Thread(target=_run, args=(it, detail["index"], batches[k :: len(interps)]))
+            threading.Thread(target=_run, args=(it, batches[k :: len(interps)]))
             for k, it in enumerate(interps)
         ]
         start, cpu = time.perf_counter(), time.process_time()
@@ -108,14 +105,9 @@ def bound(model: Path, test: np.ndarray, cores: int) -> dict[str, float]:
     return out
 
 
-def _invoke(interp: Any, index: int, batch: np.ndarray) -> None:
-    interp.set_tensor(index, batch)
-    interp.invoke()
-
-
-def _run(interp: Any, index: int, batches: list[np.ndarray]) -> None:
+def _run(interp: BatchInterpreter, batches: list[np.ndarray]) -> None:
     for batch in batches:
-        _invoke(interp, index, batch)
+        interp.run(batch)
 
 
 def runtime_bound(runtime: str, model: Path, test: np.ndarray, cores: int) -> float:

@@ -27,7 +27,7 @@ from fmnist_edge.edge_runtime.interpreter import load_runtime
 
 from .inputs import ModelFile
 from .markdown import table
-from .runtimes import interpreter
+from .runtimes import BatchInterpreter
 
 BATCH = 256
 BASE = "ai-edge-litert"
@@ -68,7 +68,7 @@ class _Engine:
         if runtime == "openvino":
             self.many = open_model(content, name, rt, threads, "throughput")
         else:  # TFLiteModel.run splits at 64: a bare interpreter takes the 256 in one invoke
-            self.many = _Invoke256(runtime, model.path, threads)
+            self.many = BatchInterpreter(runtime, model.path, threads, BATCH)
         self.x = x  # (N, H, W[, C]) already in the input dtype
 
     def batch1(self, i: int) -> None:
@@ -76,22 +76,6 @@ class _Engine:
 
     def batched(self, i: int) -> None:
         self.many.run(self.x[i * BATCH : (i + 1) * BATCH])
-
-
-class _Invoke256:
-    """A bare TFLite interpreter resized to take 256 images in one invoke."""
-
-    def __init__(self, runtime: str, path: Path, threads: int):
-        interp = interpreter(runtime, path, threads)
-        detail = interp.get_input_details()[0]
-        self._shape = [BATCH, *detail["shape"][1:]]
-        interp.resize_tensor_input(detail["index"], self._shape)
-        interp.allocate_tensors()
-        self._interp, self._index = interp, detail["index"]
-
-    def run(self, x: np.ndarray) -> None:
-        self._interp.set_tensor(self._index, x.reshape(self._shape))
-        self._interp.invoke()
 
 
 def _round(engine: _Engine, batch1_runs: int, batches: int) -> tuple[np.ndarray, float]:

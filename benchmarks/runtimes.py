@@ -125,6 +125,24 @@ def input_tensor(detail: dict[str, Any], image: np.ndarray, scale: float, offset
     return spec.quantize(x)  # (1, H, W, C) in the input dtype
 
 
+class BatchInterpreter:
+    """A bare interpreter of ``runtime`` resized to take ``batch`` images in one invoke (the
+    Classifier splits at MAX_BATCH): what the benchmarks' bounds time."""
+
+    def __init__(self, runtime: str, model_path: Path, threads: int | None, batch: int):
+        interp = interpreter(runtime, model_path, threads)
+        detail = interp.get_input_details()[0]
+        self.shape = [batch, *detail["shape"][1:]]
+        interp.resize_tensor_input(detail["index"], self.shape)
+        interp.allocate_tensors()
+        self._interp, self._index = interp, detail["index"]
+
+    def run(self, x: np.ndarray) -> None:
+        """One invoke on ``batch`` images already in the input tensor's dtype."""
+        self._interp.set_tensor(self._index, x.reshape(self.shape))
+        self._interp.invoke()
+
+
 def interpreter_call(interp: Any, image: np.ndarray, scale: float, offset: float) -> Callable:
     """A no-argument function running one image through ``interp``: what an app does per
     frame (set the input, invoke, read the output). The input is prepared once, outside it."""

@@ -215,7 +215,7 @@ def main(
     # beside --submission, as it comes (memory stays flat for any number of images). The file
     # is renamed into place at the end; an error or Ctrl-C leaves nothing behind.
     rows = submission_writer(submission) if submission else contextlib.nullcontext(None)
-    printing, stdout, flushed = True, click.get_text_stream("stdout"), time.monotonic()
+    printing, stdout, flushed = True, sys.stdout, time.monotonic()
 
     def show(line: str | None) -> None:
         """Print one result (None: just flush). Lines are flushed at most FLUSH_SECONDS apart,

@@ -47,6 +47,10 @@ _BAND_PIXELS = 1 << 20  # pixels of the decoded image one reduction band covers
 _PROGRESSIVE_SCANS = 10  # scans of a usual progressive JPEG (libjpeg's default script)
 _WEBP_COPIES = 4  # full-size RGBA buffers Pillow's WebP decoder holds at once (measured)
 _READ_WHOLE = 1 << 20  # files up to this size are read into memory whole, not mapped
+# Opening without blocking: a FIFO or a device is then refused by its fstat, where a plain open
+# would wait for a writer. Where there is no such flag (Windows), a stat comes first.
+_NONBLOCK = getattr(os, "O_NONBLOCK", None)
+_DEFAULT_LIMITS = DecodeLimits()
 _RLE_COST = 16  # Pillow decodes RLE-compressed BMPs in Python, pixel by pixel
 _PILLOW_GUARD = re.compile(r"\((\d+) pixels\)")
 _ORIENTATION = {
@@ -93,6 +97,7 @@ class Decoded:
 
     image: Image.Image
     pixels: int
+    plain: bool = False  # a plain PNG (Structure.plain): its pixels as stored, upright
 
 
 def identify(head: bytes) -> str | None:
@@ -252,9 +257,15 @@ def _plain_png(
     if max(width, height) >= 2 * max(DECODE_SIDE, 8 * side):  # _reduced would reduce it
         return None
     mode = "L" if structure.bits == 8 else "RGB"
+    spans = structure.plain
     try:
-        data = b"".join(buf[start:end] for start, end in structure.plain)
-        return Decoded(Image.frombytes(mode, (width, height), data, "zip", mode), width * height)
+        data = (
+            buf[spans[0][0] : spans[0][1]]
+            if len(spans) == 1
+            else b"".join(buf[start:end] for start, end in spans)
+        )
+        image = Image.frombytes(mode, (width, height), data, "zip", mode)
+        return Decoded(image, width * height, plain=True)
     except (ValueError, OSError):  # cut short or corrupt: Pillow's open says how
         return None
 
@@ -318,32 +329,66 @@ def open_image(
 ) -> Image.Image:
     """Open ``path`` and decode its first frame within ``limits`` (the defaults when None),
     reduced for a model of ``side`` pixels. ImageError (a subclass saying why) otherwise."""
+    return decode_path(path, limits=limits, formats=formats, side=side).image
+
+
+def _open_regular(name: str) -> tuple[int, int]:
+    """A descriptor of the regular file ``name`` and its size; ImageError for anything else,
+    without reading it (a FIFO or a device would be read without end)."""
+    if _NONBLOCK is None:
+        _check_kind(name, os.stat(name).st_mode)
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    else:
+        fd = os.open(name, os.O_RDONLY | _NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        _check_kind(name, info.st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info.st_size
+
+
+def _check_kind(name: str, mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise ImageError(f"{name}: is a directory")
+    if not stat.S_ISREG(mode):
+        raise ImageError(f"{name}: not a regular file")
+
+
+def decode_path(
+    path: str | os.PathLike,
+    *,
+    limits: DecodeLimits | None = None,
+    formats: tuple[str, ...] | None = None,
+    side: int = SIDE,
+) -> Decoded:
+    """``open_image``, with the pixels the image counted and whether it was plain. A small
+    file (a folder's PNGs) is read whole in one call and decoded from memory; a large one is
+    walked in place and read by Pillow as it decodes."""
     name = os.fspath(path)
-    try:  # one stat, then one open: a FIFO or a device would be read without end
-        kind = os.stat(name).st_mode
-        if stat.S_ISDIR(kind):
-            raise ImageError(f"{name}: is a directory")
-        if not stat.S_ISREG(kind):
-            raise ImageError(f"{name}: not a regular file")
-        with open(name, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size == 0:
-                raise NotAnImageError(f"{name}: empty file (0 bytes)")
-            if size <= _READ_WHOLE:  # a folder's small PNGs: read once, decoded from memory
-                data = fh.read()
-                decoded = _decode(
-                    io.BytesIO(data), data, name, limits or DecodeLimits(), formats, side
-                )
-            else:  # a large file is walked in place and read by Pillow as it decodes
-                with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                    decoded = _decode(fh, buf, name, limits or DecodeLimits(), formats, side)
+    limits = limits or _DEFAULT_LIMITS
+    try:
+        fd, size = _open_regular(name)
+        if size == 0:
+            os.close(fd)
+            raise NotAnImageError(f"{name}: empty file (0 bytes)")
+        if size <= _READ_WHOLE:
+            try:
+                data = os.read(fd, size + 1)  # + 1: a file that grew is read to its end
+                while len(data) > size and (more := os.read(fd, _READ_WHOLE)):
+                    data += more
+            finally:
+                os.close(fd)
+            return _decode(io.BytesIO(data), data, name, limits, formats, side)
+        with open(fd, "rb") as fh, mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as buf:
+            return _decode(fh, buf, name, limits, formats, side)
     except FileNotFoundError:
         raise ImageError(f"{name}: file not found") from None
     except PermissionError:
         raise ImageError(f"{name}: permission denied") from None
     except OSError as exc:
         raise ImageError(f"{name}: cannot read it ({exc.strerror or exc})") from None
-    return decoded.image
 
 
 def open_image_bytes(
@@ -369,4 +414,4 @@ def decode_bytes(
 ) -> Decoded:
     """``open_image_bytes``, with the pixels the image counted (fmnist-serve adds them up over
     a request's images)."""
-    return _decode(io.BytesIO(data), data, name, limits or DecodeLimits(), formats, side)
+    return _decode(io.BytesIO(data), data, name, limits or _DEFAULT_LIMITS, formats, side)

@@ -37,7 +37,9 @@ from fmnist_edge.common.errors import NotAnImageError as NotAnImageError
 from .budget import DecodeLimits
 from .checks import MODES as MODES  # re-exported: fmnist-serve and older callers import it here
 from .checks import check_mode
-from .decode import DECODE_SIDE, SIDE, open_image, open_image_bytes, reduce_by, transpose_for
+from .decode import DECODE_SIDE, SIDE, Decoded, decode_bytes, decode_path, reduce_by, transpose_for
+from .decode import open_image as open_image  # re-exported: callers import both from here
+from .decode import open_image_bytes as open_image_bytes
 
 TRIM_FUZZ = 0.05  # trim pixels within 5% of the maximum RGB distance of the corner colour
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
@@ -239,6 +241,19 @@ def photo(img: Image.Image) -> np.ndarray:
     return np.clip(np.rint(255.0 - canvas), 0, 255).astype(np.uint8)  # 5. negate, 6. 8-bit
 
 
+def _stored(decoded: Decoded, size: tuple[int, int], color: str) -> np.ndarray | None:
+    """A plain PNG already in the model's size and colour, as its pixels: what ``raw`` gives
+    it (and ``auto``, which takes a gray image of the model's size as raw), without the
+    conversions (its pixels are stored upright, without alpha). None for anything else."""
+    img = decoded.image
+    if not decoded.plain or img.size != size[::-1]:
+        return None
+    if img.mode != ("RGB" if color == "rgb" else "L"):
+        return None
+    shape = (*size, 3) if color == "rgb" else size
+    return np.frombuffer(img.tobytes(), dtype=np.uint8).reshape(shape)
+
+
 def to_array(
     source: ImageSource,
     mode: str = "auto",
@@ -262,12 +277,17 @@ def to_array(
         img, name = _from_array(pixels), "array"
     elif isinstance(source, Image.Image):
         img, name = source, "image"
-    elif isinstance(source, (bytes, bytearray, memoryview)):  # a PNG or JPEG in memory
-        name = "image bytes"
-        img = open_image_bytes(bytes(source), name, limits=limits, side=max(size))
     else:
-        name = str(source)
-        img = open_image(source, limits=limits, side=max(size))
+        if isinstance(source, (bytes, bytearray, memoryview)):  # a PNG or JPEG in memory
+            name = "image bytes"
+            decoded = decode_bytes(bytes(source), name, limits=limits, side=max(size))
+        else:
+            name = str(source)
+            decoded = decode_path(source, limits=limits, side=max(size))
+        pixels = _stored(decoded, size, color) if mode != "photo" else None
+        if pixels is not None:
+            return pixels
+        img = decoded.image
     try:
         img = _oriented(img)
         if mode == "auto":  # Fashion-MNIST-like: gray, and 28x28 or light on a dark border

@@ -50,14 +50,21 @@ def _refused(data: bytes, error: type, words: str, limits: DecodeLimits | None =
 
 def test_huge_images_are_refused_from_their_header_with_size_and_limit():
     png = hostile.claiming(hostile.blank_png(28, 28), 9000, 9000)
-    _refused(png, TooManyPixelsError, "9000x9000 PNG is 81,000,000 pixels to decode, over the "
-             "10,000,000-pixel limit (--max-pixels)")
+    _refused(
+        png,
+        TooManyPixelsError,
+        "9000x9000 PNG is 81,000,000 pixels to decode, over the "
+        "10,000,000-pixel limit (--max-pixels)",
+    )
     progressive = hostile.claiming(hostile.jpeg(64, 64, progressive=True), 9000, 9000)
     _refused(progressive, TooManyPixelsError, "9000x9000 progressive JPEG of")
     wide = hostile.claiming(hostile.png16(8, 8), 3000, 3000)  # 16-bit RGBA: 8 bytes a pixel
     _refused(wide, TooManyPixelsError, "3000x3000 PNG of 64-bit pixels is 18,000,000 pixels")
-    _refused(hostile.rle_bmp(4000, 4000), TooManyPixelsError,
-             "4000x4000 RLE BMP (decoded in Python) is 256,000,000 pixels")
+    _refused(
+        hostile.rle_bmp(4000, 4000),
+        TooManyPixelsError,
+        "4000x4000 RLE BMP (decoded in Python) is 256,000,000 pixels",
+    )
     # a baseline JPEG counts at the scale it is decoded at: 9000x9000 decodes at 1/8
     baseline = hostile.claiming(hostile.jpeg(64, 64), 9000, 9000)
     limits = DecodeLimits(max_pixels=1_000_000)
@@ -69,14 +76,26 @@ def test_costly_structures_are_bombs():
     flat = hostile.flat_jpeg(1400, 1400)
     repeated = hostile.repeat_scan(flat, 800, hostile.costliest_scan(flat))  # 22 KB
     _refused(repeated, ImageBombError, "a JPEG of more scans than the 100 allowed")
-    _refused(hostile.png_with_chunks(262_000), ImageBombError,
-             "a PNG of more chunks than the 10,000 allowed")
-    _refused(hostile.png_text_bomb(8 * 1024 * 1024), ImageBombError,
-             "inflate to more than 4,194,304 bytes (a decompression bomb in its metadata)")
-    _refused(hostile.tiff_strips(64, 400_000, 400_000), ImageBombError,
-             "a TIFF of more strips or tiles than the 10,000 allowed")
-    _refused(hostile.gif_comment(2_000_000), ImageBombError,
-             "a GIF of more extension blocks than the 10,000 allowed")
+    _refused(
+        hostile.png_with_chunks(262_000),
+        ImageBombError,
+        "a PNG of more chunks than the 10,000 allowed",
+    )
+    _refused(
+        hostile.png_text_bomb(8 * 1024 * 1024),
+        ImageBombError,
+        "inflate to more than 4,194,304 bytes (a decompression bomb in its metadata)",
+    )
+    _refused(
+        hostile.tiff_strips(64, 400_000, 400_000),
+        ImageBombError,
+        "a TIFF of more strips or tiles than the 10,000 allowed",
+    )
+    _refused(
+        hostile.gif_comment(2_000_000),
+        ImageBombError,
+        "a GIF of more extension blocks than the 10,000 allowed",
+    )
     stray = hostile.jpeg(64, 64)
     stray = stray[:2] + b"\x00" * 20_000 + stray[2:]  # Pillow reads stray bytes one by one
     _refused(stray, ImageBombError, "a JPEG of more markers and stray bytes")
@@ -239,7 +258,7 @@ def _split_idat(data: bytes, parts: int) -> bytes:
     return data[: start - 8] + chunks + data[end + 4 :]
 
 
-def test_small_plain_pngs_decode_to_pillows_pixels(fmnist_test):
+def test_small_plain_pngs_decode_to_pillows_pixels(fmnist_test, tmp_path):
     """Fashion-MNIST's own images, RGB, text chunks, several IDAT chunks: the fast path is
     taken and gives what Image.open gives, bit for bit, and the same array through to_array."""
     images = fmnist_test.images
@@ -258,6 +277,16 @@ def test_small_plain_pngs_decode_to_pillows_pixels(fmnist_test):
         assert decoded.mode == expected.mode and decoded.size == expected.size
         np.testing.assert_array_equal(np.asarray(decoded), np.asarray(expected))
         np.testing.assert_array_equal(to_array(data, "raw"), to_array(expected, "raw"))
+        # in the model's own size and colour, to_array takes the pixels as stored
+        size, color = expected.size[::-1], "rgb" if expected.mode == "RGB" else "grayscale"
+        stored = to_array(data, "raw", size, color)
+        np.testing.assert_array_equal(stored, to_array(expected, "raw", size, color))
+        assert stored.dtype == np.uint8 and stored.shape == ((*size, 3) if color == "rgb" else size)
+    # auto (Fashion-MNIST's) takes a 28x28 gray image as raw: the same from a file
+    path = tmp_path / "x.png"
+    for x in images[:20]:
+        path.write_bytes(_png(Image.fromarray(x)))
+        np.testing.assert_array_equal(to_array(path, "auto"), x)
 
 
 def test_pngs_that_are_not_plain_take_the_full_path():

@@ -209,6 +209,7 @@ class ModelIO:
     input: TensorSpec
     output: TensorSpec
     thread_safe = False  # whether one instance may run batches from several threads at once
+    parallel_runs = 1  # how many ``run`` calls of one instance compute at once
 
     @property
     def num_classes(self) -> int:

@@ -78,7 +78,10 @@ def test_one_classifier_serves_threads_at_once(fmnist_test):
     pool = InterpreterPool.for_plan(plan_threads(2, layout="threads"), runtime="openvino")
     pool.reserve(2)
     with pool.borrow() as one, pool.borrow() as two:  # the folder pool lends it to every worker
-        assert one is two is pool.first and pool.size == 2 and one.model.workload == "throughput"
+        assert one is two is pool.first and one.model.workload == "throughput"
+    # a worker per core, and one more per infer request: they decode while the requests run
+    runs = one.model.parallel_runs
+    assert pool.size == 2 + runs and runs == one.model.requests
     got: dict[int, np.ndarray] = {}
 
     def work(i: int) -> None:

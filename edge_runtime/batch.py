@@ -15,11 +15,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from fmnist_edge.common.errors import ImageError
 
 from .budget import DecodeLimits
 from .checks import check_top_k
 from .classifier import Classifier, Prediction
+from .preprocess import to_array
 from .threads import InterpreterPool, ordered_map
 
 # What a directory listing counts as an image (explicitly named files are opened whatever
@@ -88,8 +91,9 @@ def expand_inputs(args: Iterable[str | os.PathLike]) -> Iterator[Outcome]:
             if not images:
                 suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
                 yield Outcome(text, error=f"{text}: no images in directory (looked for {suffixes})")
+            base = str(path)  # str(path / name), without a Path for each name
             for name in images:
-                yield Outcome(str(path / name))
+                yield Outcome(name if base == "." else os.path.join(base, name))
         else:
             yield Outcome(text)
 
@@ -115,17 +119,18 @@ def _classify_chunk(
     """In a worker thread: decode each input of the chunk within ``limits`` (a bad one becomes
     its error Outcome), then classify the rest in one batch on a borrowed interpreter."""
     arrays, out = [], []
+    size, color = pool.first.image_size, pool.first.color
     for item in items:
         if item.ok:
             try:  # the model's size and colour ((28, 28) uint8 for Fashion-MNIST's)
-                arrays.append(pool.first.to_array(item.path, mode, limits=limits))
+                arrays.append(to_array(item.path, mode, size, color, limits=limits))
             except ImageError as exc:
                 item = Outcome(item.path, error=str(exc))
         out.append(item)
     if not arrays:
         return out
     with pool.borrow() as clf:
-        preds = iter(clf.predict_batch(arrays, mode="raw", top_k=top_k))
+        preds = iter(clf.predict_batch(np.stack(arrays), mode="raw", top_k=top_k))
     return [Outcome(o.path, prediction=next(preds)) if o.ok else o for o in out]
 
 

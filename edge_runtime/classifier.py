@@ -323,10 +323,17 @@ class Classifier:
         return self._proba(x)
 
     def _result(self, probs: np.ndarray, top_k: int) -> Prediction:
-        values = probs.tolist()  # plain floats: ranking 10 numbers is faster in Python
-        order = sorted(range(len(values)), key=values.__getitem__, reverse=True)
-        ranked = [(self.class_names[i], values[i]) for i in order[:top_k]]  # top_k >= 1
-        return Prediction(ranked[0][0], order[0], ranked[0][1], ranked)
+        return self._results(probs[None], top_k)[0]
+
+    def _results(self, probs: np.ndarray, top_k: int) -> list[Prediction]:
+        """(N, classes) probabilities -> N Predictions, each ranking its ``top_k`` >= 1 classes
+        (ties in class order), ranked for the whole batch at once."""
+        orders = np.argsort(-probs, axis=1, kind="stable")[:, :top_k].tolist()
+        names, out = self.class_names, []
+        for order, values in zip(orders, probs.tolist(), strict=True):
+            ranked = [(names[i], values[i]) for i in order]
+            out.append(Prediction(ranked[0][0], order[0], ranked[0][1], ranked))
+        return out
 
     def predict(self, image: ImageSource, mode: str = "auto", top_k: int = 3) -> Prediction:
         """Classify one image: a path, encoded image bytes (PNG, JPEG, ...: an upload), a PIL
@@ -347,10 +354,13 @@ class Classifier:
     def predict_batch(
         self, images: Iterable[ImageSource], mode: str = "auto", top_k: int = 3
     ) -> list[Prediction]:
-        """Classify many images in batched invokes. An unreadable image raises ImageError."""
+        """Classify many images in batched invokes. An unreadable image raises ImageError.
+        A numpy array is a batch of pixels, (N, H, W[, C]), as predict_proba takes it."""
         mode = self.resolve_mode(mode)
         check_top_k(top_k)
+        if isinstance(images, np.ndarray):
+            return self._results(self.predict_proba(images), top_k)
         arrays = [self.to_array(image, mode) for image in images]
         if not arrays:
             return []
-        return [self._result(p, top_k) for p in self.predict_proba(np.stack(arrays))]
+        return self._results(self.predict_proba(np.stack(arrays)), top_k)

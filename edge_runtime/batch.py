@@ -147,7 +147,7 @@ def classify_inputs(
     decoded within ``limits`` (None: the defaults). A bad input becomes an error Outcome; the
     others are still classified.
 
-    With an InterpreterPool, ``workers`` threads (default: one per interpreter) each decode a
+    With an InterpreterPool, ``workers`` threads (default: the pool's ``workers``) each decode a
     chunk and classify it on an interpreter of the pool, while the next chunks are decoded;
     at most ``2 * workers`` chunks are in flight, so memory stays flat however many images
     there are. A Classifier alone works in the caller's thread, one chunk after another."""
@@ -161,5 +161,5 @@ def classify_inputs(
 
     # another interpreter is made only when there is a chunk for it
     chunks = pool.feeding(_chunks(expand_inputs(args), chunk))
-    for outcomes in ordered_map(classify, chunks, workers or pool.size):
+    for outcomes in ordered_map(classify, chunks, workers or pool.workers):
         yield from outcomes

@@ -90,6 +90,16 @@ def test_the_default_follows_the_affinity_under_taskset(folder):
     assert "engine local: 1 interpreter x 1 thread (usable cores: 1)" in _in_child(infer, first)
 
 
+def test_the_pool_feeds_interpreters_one_worker_more_than_the_cores():
+    """With several cores, one more worker than cores decodes while another waits for the
+    disk; one core stays one worker, the caller's thread."""
+    two = InterpreterPool.for_plan(plan_threads(2))
+    assert (two.size, two.workers) == (2, 3)
+    one = InterpreterPool.for_plan(plan_threads(1))
+    assert (one.size, one.workers) == (1, 1)
+    assert InterpreterPool.of(one.first).workers == 1
+
+
 def test_plan_threads():
     assert plan_threads(4) == ThreadPlan(cores=4, interpreters=4, threads=1, source="--threads")
     one = plan_threads(4, "threads")

@@ -36,10 +36,10 @@ from fmnist_edge.common.errors import (
     ImageMemoryError,
     NotAnImageError,
     TooManyPixelsError,
-    UnsupportedFormatError,
 )
 
 from .budget import DecodeLimits, Structure, walk
+from .formats import identify, unreadable
 
 SIDE = 28  # Fashion-MNIST's; a model's own side is passed as ``side``
 DECODE_SIDE = 8 * SIDE  # images are decoded and reduced to no less than this on the long side
@@ -62,33 +62,6 @@ _ORIENTATION = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-# Image formats by their first bytes, as Pillow names them: those a caller may take, and others
-# that are images all the same (refused as a format we do not take, not as "not an image").
-_SIGNATURES = (
-    (b"\x89PNG", "PNG"),
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"GIF8", "GIF"),
-    (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-    (b"II+\x00", "TIFF"),
-    (b"MM\x00+", "TIFF"),
-    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG2000"),
-    (b"\xffO\xffQ", "JPEG2000"),
-    (b"\xff\n", "JPEG XL"),
-    (b"\x00\x00\x00\x0cJXL ", "JPEG XL"),
-    (b"8BPS", "PSD"),
-    (b"qoif", "QOI"),
-    (b"DDS ", "DDS"),
-    (b"icns", "ICNS"),
-    (b"%!PS", "EPS"),
-    (b"\xc5\xd0\xd3\xc6", "EPS"),
-    (b"gimp xcf", "XCF"),
-    (b"#?RADIANCE", "HDR"),
-    (b"v/1\x01", "EXR"),
-    (b"\x01\xda", "SGI"),
-)
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
 
 
 @dataclass(frozen=True)
@@ -98,47 +71,6 @@ class Decoded:
     image: Image.Image
     pixels: int
     plain: bool = False  # a plain PNG (Structure.plain): its pixels as stored, upright
-
-
-def identify(head: bytes) -> str | None:
-    """The image format the first bytes of a file announce (Pillow's name for it), or None."""
-    for signature, fmt in _SIGNATURES:
-        if head.startswith(signature):
-            return fmt
-    if head[:3] == b"\x00\x00\x01" and head[3:6] != b"\x00\x00\x00":  # and its image count
-        return "ICO"
-    if head[:3] == b"\x00\x00\x02" and head[3:6] != b"\x00\x00\x00":  # else a TGA, maybe
-        return "CUR"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        return "AVIF" if brand in (b"avif", b"avis") else "HEIF" if brand in _HEIF_BRANDS else None
-    if re.match(rb"P[1-7][ \t\r\n#]", head):
-        return "PPM"
-    if len(head) >= 4 and head[0] == 0x0A and head[1] in (0, 2, 3, 4, 5) and head[2] == 1:
-        return "PCX"
-    if len(head) >= 18 and head[1] in (0, 1) and head[2] in (1, 2, 3, 9, 10, 11):
-        if head[16] in (1, 8, 15, 16, 24, 32):  # TGA has no signature: its header must fit
-            return "TGA"
-    if b"<svg" in head[:256]:
-        return "SVG"
-    return None
-
-
-def _unreadable(name: str, head: bytes, formats: tuple[str, ...] | None) -> ImageError:
-    """Pillow opened nothing: an empty file, a taken format cut short, an image in a format
-    not taken, or not an image."""
-    taken = formats or tuple(Image.ID)  # Image.ID: every format this Pillow can open
-    listed = ", ".join(formats) if formats else "formats Pillow reads"
-    if not head:
-        return NotAnImageError(f"{name}: empty file (0 bytes)")
-    fmt = identify(head)
-    if fmt is None:
-        return NotAnImageError(f"{name}: not an image (unrecognised format; taken: {listed})")
-    if fmt in taken:
-        return CorruptImageError(f"{name}: corrupt or truncated {fmt} image")
-    return UnsupportedFormatError(f"{name}: {fmt} image, not a format taken here ({listed})")
 
 
 def _jpeg_samples(img: Image.Image, width: int, height: int) -> int:
@@ -306,7 +238,7 @@ def _decode(
             what = f"{structure.size[0]}x{structure.size[1]} {structure.format}"
         raise TooManyPixelsError(name, what, int(found.group(1)), limits.max_pixels) from None
     except Image.UnidentifiedImageError:
-        raise _unreadable(name, bytes(buf[:256]), formats) from None
+        raise unreadable(name, bytes(buf[:256]), formats) from None
     except MemoryError:
         raise ImageMemoryError(f"{name}: out of memory while decoding {what}") from None
     except PermissionError:

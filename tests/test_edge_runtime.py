@@ -158,6 +158,11 @@ def test_predict_batch_and_top_k(classifiers, fmnist_test):
     one_by_one = np.stack([clf.predict_proba(x[None])[0] for x in images[:5]])
     np.testing.assert_array_equal(one_by_one, proba[:5])  # batching changes nothing
     assert clf.predict_batch([]) == []
+    # a batch given as one array: the same predictions as a list of images
+    assert clf.predict_batch(images, top_k=10) == preds
+    # ties rank in class order (a flat row: classes 0, 1, 2)
+    flat = clf._results(np.full((1, 10), 0.1, dtype=np.float32), 3)[0]
+    assert [name for name, _ in flat.top_k] == list(clf.class_names[:3]) and flat.index == 0
     assert len(clf.predict(images[0], top_k=1).top_k) == 1
     assert len(clf.predict(images[0], top_k=99).top_k) == 10
 

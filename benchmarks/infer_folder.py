@@ -343,9 +343,12 @@ def render(report: dict) -> str:
                 f"{o['agreement']:.2%} | {o['accuracy']:.2%} | {o['defaults_accuracy']:.2%} |"
             )
     goal = s["goal"]
+    key = str(goal["images"])
+    per_rep = [rep[key]["defaults"]["ratio"] for rep in report["reps"] if key in rep]
     lines.append(
         f"\ngoal (defaults >= {goal['ratio']:.2f} of the bound on {goal['images']:,} PNGs): "
-        + ("met" if goal["met"] else "not met" if str(goal["images"]) in s else "not measured")
+        + ("met" if goal["met"] else "not met" if key in s else "not measured")
+        + (f" (the median of {', '.join(f'{r:.3f}' for r in per_rep)})" if per_rep else "")
     )
     return "\n".join(lines)
 

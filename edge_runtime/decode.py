@@ -189,13 +189,8 @@ def _plain_png(
     if max(width, height) >= 2 * max(DECODE_SIDE, 8 * side):  # _reduced would reduce it
         return None
     mode = "L" if structure.bits == 8 else "RGB"
-    spans = structure.plain
     try:
-        data = (
-            buf[spans[0][0] : spans[0][1]]
-            if len(spans) == 1
-            else b"".join(buf[start:end] for start, end in spans)
-        )
+        data = b"".join(buf[start:end] for start, end in structure.plain)
         image = Image.frombytes(mode, (width, height), data, "zip", mode)
         return Decoded(image, width * height, plain=True)
     except (ValueError, OSError):  # cut short or corrupt: Pillow's open says how

@@ -5,6 +5,8 @@ The folder pipeline: the inputs, in order, are cut into chunks of CHUNK; worker 
 (threads.ordered_map) each decode a chunk with the runtime's own ``to_array`` (for the model's size
 and colour, within the decode budget) and classify it in
 one batch on an interpreter borrowed from an InterpreterPool, while the next chunks decode.
+Each chunk's files are read ahead by the kernel as the chunk is taken (``_read_ahead``), so a
+folder that is not in the page cache is not read one file at a time by a waiting worker.
 Results come back in input order, a few chunks at a time."""
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ IMAGE_SUFFIXES = frozenset(
     ".png .jpg .jpeg .jpe .gif .bmp .dib .webp .tif .tiff .pgm .ppm .pbm .pnm .ico".split()
 )
 CHUNK = 64  # images per predict_proba call
+_WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)  # Linux and BSDs; not macOS or Windows
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,33 @@ def _chunks(items: Iterable[Outcome], size: int) -> Iterator[list[Outcome]]:
         yield chunk
 
 
+def _read_ahead(chunks: Iterable[list[Outcome]]) -> Iterator[list[Outcome]]:
+    """``chunks`` as they are, with the kernel asked to read each chunk's files into the page
+    cache as the chunk is taken (os.posix_fadvise WILLNEED: the reads run while the workers
+    decode the chunks before it). A folder no longer in the cache is then read many files at
+    once, not one file at a time by a worker whose core waits meanwhile; a folder in the cache
+    costs about 6 us a file (on the 2-core EPYC), in the thread that feeds the workers."""
+    for chunk in chunks:
+        if _WILLNEED is not None:
+            for item in chunk:
+                if item.ok:
+                    _will_need(item.path)
+        yield chunk
+
+
+def _will_need(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO is not waited for
+    except OSError:
+        return  # reading it says what is wrong, in its turn
+    try:
+        os.posix_fadvise(fd, 0, 0, _WILLNEED)
+    except OSError:
+        pass  # a pipe or a device: nothing to read ahead
+    finally:
+        os.close(fd)
+
+
 def _classify_chunk(
     pool: InterpreterPool,
     items: list[Outcome],
@@ -160,6 +190,6 @@ def classify_inputs(
         return _classify_chunk(pool, items, mode, top_k, limits)
 
     # another interpreter is made only when there is a chunk for it
-    chunks = pool.feeding(_chunks(expand_inputs(args), chunk))
+    chunks = pool.feeding(_read_ahead(_chunks(expand_inputs(args), chunk)))
     for outcomes in ordered_map(classify, chunks, workers or pool.workers):
         yield from outcomes

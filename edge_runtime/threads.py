@@ -135,9 +135,10 @@ class InterpreterPool:
         LiteRT's images/s (docs/benchmarks.md, "OpenVINO on a folder"). It gets as many more
         workers as it computes runs at once (``parallel_runs``, its infer requests), which
         decode the next chunks while those run: 8-16% less wall time on 10,000 PNGs.
-        Interpreters get one worker more than the plan's (with several cores): while a worker
-        waits for a file the page cache no longer holds, another decodes (10,000 PNGs read from
-        the disk: 6.6-6.9 against 7.3-7.7 s; from the cache, the same)."""
+        Interpreters get one worker each: files not in the page cache are read ahead by the
+        kernel (batch._read_ahead), so no worker's core waits for the disk, and a third worker
+        only took turns with the two on two cores (10,000 PNGs after drop_caches: 5.4-5.9 s
+        against 6.4-7.3 with a third worker and no read-ahead; from the cache, the same)."""
         from .classifier import Classifier
 
         def make() -> Classifier:
@@ -148,8 +149,7 @@ class InterpreterPool:
         first = make()
         if first.model.thread_safe:
             return cls(lambda: first, plan.workers + first.model.parallel_runs, first=first)
-        workers = plan.workers + 1 if plan.workers > 1 else 1
-        return cls(make, plan.interpreters, first=first, workers=workers)
+        return cls(make, plan.interpreters, first=first, workers=plan.workers)
 
     @property
     def made(self) -> int:

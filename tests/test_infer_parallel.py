@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from fmnist_edge.common.errors import UsageError
+from fmnist_edge.edge_runtime import batch
 from fmnist_edge.edge_runtime.batch import classify_inputs
 from fmnist_edge.edge_runtime.classifier import Classifier
 from fmnist_edge.edge_runtime.cli import main
@@ -90,11 +91,11 @@ def test_the_default_follows_the_affinity_under_taskset(folder):
     assert "engine local: 1 interpreter x 1 thread (usable cores: 1)" in _in_child(infer, first)
 
 
-def test_the_pool_feeds_interpreters_one_worker_more_than_the_cores():
-    """With several cores, one more worker than cores decodes while another waits for the
-    disk; one core stays one worker, the caller's thread."""
+def test_the_pool_feeds_each_interpreter_one_worker():
+    """A worker per interpreter (the disk is read ahead, not waited for by a third worker);
+    one core stays one worker, the caller's thread."""
     two = InterpreterPool.for_plan(plan_threads(2))
-    assert (two.size, two.workers) == (2, 3)
+    assert (two.size, two.workers) == (2, 2)
     one = InterpreterPool.for_plan(plan_threads(1))
     assert (one.size, one.workers) == (1, 1)
     assert InterpreterPool.of(one.first).workers == 1
@@ -195,6 +196,54 @@ def test_the_pipeline_streams_a_window_of_chunks(folder, monkeypatch):
     # being fed: a few chunks of the folder's 38, however the threads were scheduled
     assert len(decoded) <= (2 * 2 + 2) * 8
     stream.close()
+
+
+def test_each_chunk_is_read_ahead_before_it_is_decoded(folder, monkeypatch):
+    """The kernel is asked for every file of a chunk (posix_fadvise WILLNEED, for real) before
+    a worker decodes any of it; the results are the same."""
+    if batch._WILLNEED is None:
+        pytest.skip("no posix_fadvise on this platform")
+    events, lock = [], threading.Lock()
+    ahead, decode = batch._will_need, batch.to_array
+
+    def asked(path):
+        with lock:
+            events.append(("ahead", path))
+        ahead(path)
+
+    def decoded(source, *args, **kwargs):
+        with lock:
+            events.append(("decode", source))
+        return decode(source, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "_will_need", asked)
+    monkeypatch.setattr(batch, "to_array", decoded)
+    got = list(classify_inputs(InterpreterPool.for_plan(plan_threads(2)), [folder], chunk=16))
+    assert sum(o.ok for o in got) == 300
+    first = {}
+    for i, (what, path) in enumerate(events):
+        first.setdefault((what, path), i)
+    paths = {path for _, path in events}
+    assert len(paths) == 302  # the empty and the text file are asked for and decoded too
+    assert all(first[("ahead", p)] < first[("decode", p)] for p in paths)
+
+
+def test_the_read_ahead_does_not_wait_on_a_fifo_or_a_missing_file(tmp_path, fmnist_test):
+    os.mkfifo(tmp_path / "pipe.png")  # opened without O_NONBLOCK, this would block forever
+    Image.fromarray(fmnist_test.images[0]).save(tmp_path / "shirt.png")
+    names = [str(tmp_path / n) for n in ("pipe.png", "gone.png", "shirt.png")]
+    got = []
+    worker = threading.Thread(
+        target=lambda: got.extend(classify_inputs(Classifier(threads=1), names)), daemon=True
+    )
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "the folder pipeline hung on a FIFO"
+    assert [o.error for o in got] == [
+        f"{names[0]}: not a regular file",
+        f"{names[1]}: file not found",
+        None,
+    ]
 
 
 def test_cli_defaults_and_one_thread_give_the_same_output_and_submission(folder, tmp_path):

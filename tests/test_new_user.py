@@ -194,14 +194,20 @@ def test_training_shows_a_live_progress_bar_in_a_terminal(tmp_path):
 def test_interrupt_says_how_to_resume(tmp_path):
     out = tmp_path / "run"
     args = ["fmnist-train", "--arch", "tiny", "--epochs", "50", "--limit", "2000", "--out", out]
-    proc = subprocess.Popen(list(map(str, args)), stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, env=ENV)
+    # Ctrl-C reaches a command in the foreground, whose SIGINT is the default. A suite started
+    # in the background (`pytest &`, nohup) ignores SIGINT, and so would the run it starts:
+    # the run is started with the default restored, as a shell's foreground job has it.
+    foreground = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "os.execvp(sys.argv[1], sys.argv[1:])"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", foreground, *map(str, args)],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ENV)
     deadline = time.monotonic() + 240
     while not (out / "state.json").exists() and time.monotonic() < deadline:
         time.sleep(0.5)
     proc.send_signal(2)  # SIGINT, as Ctrl-C sends it
     out_text, err = proc.communicate(timeout=120)
-    # once (2026-12-06, under CI's load) it ended 0: the run's own words say how, next time
     assert proc.returncode == 130, f"exit {proc.returncode}\n{out_text[-1500:]}\n{err[-1500:]}"
     assert err.strip().splitlines()[-1].startswith(
         "error: interrupted after epoch "

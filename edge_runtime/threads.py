@@ -49,7 +49,8 @@ class ThreadPlan:
     @property
     def workers(self) -> int:
         """Threads that decode and classify chunks, one per core (1: no thread at all, the
-        caller's); the pool adds one or more (InterpreterPool.for_plan)."""
+        caller's); a thread-safe engine gets one more per run it computes at once
+        (InterpreterPool.for_plan)."""
         return self.cores
 
     @property

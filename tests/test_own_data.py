@@ -334,6 +334,13 @@ def test_own_models_run_in_mediapipe(own_models, key):
             assert top.category_name == clf.predict(pixels).label
 
 
+# fmnist-bench for its scores: every model on the run's images, a few timed calls each, none
+# of the timing extras (plots, cold starts, the runtime table, LiteRT's tool: test_bench.py)
+SCORES_ONLY = dict(
+    plots=False, cold_start_reps=0, runs=5, keras_runs=5, runtime_rounds=0, litert_tool=False
+)
+
+
 def test_fmnist_infer_and_bench_use_the_runs_names_and_split(own_models, tmp_path):
     from fmnist_edge.benchmarks.config import BenchConfig
     from fmnist_edge.benchmarks.runner import run_benchmark
@@ -346,9 +353,7 @@ def test_fmnist_infer_and_bench_use_the_runs_names_and_split(own_models, tmp_pat
     rows = [json.loads(line) for line in printed.output.splitlines()]
     assert len(rows) == len(list(folder.glob("*.png")))
     assert {r["label"] for r in rows} <= {"boot", "sandal", "sneaker"}
-    cfg = BenchConfig.quick_defaults(
-        run_dir=out, out_dir=tmp_path / "bench", plots=False, cold_start_reps=0, runs=5
-    )
+    cfg = BenchConfig.quick_defaults(run_dir=out, out_dir=tmp_path / "bench", **SCORES_ONLY)
     report = run_benchmark(cfg).data
     assert report["data"]["class_names"] == ["boot", "sandal", "sneaker"]
     assert report["data"]["subset"] == "the run's test split" and report["data"]["images"] == 24
@@ -422,7 +427,7 @@ def test_csv_and_idx_runs_export_classify_and_bench(tmp_path, fmnist_train, fmni
         printed = CliRunner().invoke(infer, ["--model", str(result.path), str(image)])
         assert printed.exit_code == 0 and printed.output.split(": ")[1].split(" (")[0] in names
     cfg = BenchConfig.quick_defaults(
-        run_dir=tmp_path / "run-idx", out_dir=tmp_path / "bench", plots=False, cold_start_reps=0
+        run_dir=tmp_path / "run-idx", out_dir=tmp_path / "bench", **SCORES_ONLY
     )
     report = run_benchmark(cfg).data
     assert report["data"]["subset"] == "the run's test split" and report["data"]["images"] == 30

@@ -3,8 +3,10 @@ data-parallel training, and the command's error exits."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -73,14 +75,30 @@ class _StopAfter(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def test_resume_after_an_interrupted_run(tmp_path):
-    cfg = _cfg(tmp_path, epochs=3)
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """A 3-epoch run stopped by Ctrl-C as its second epoch began: epoch 1 saved. Its settings;
+    a test resumes its own copy of the folder (a run directory may be moved)."""
+    cfg = _cfg(tmp_path_factory.mktemp("interrupted"), epochs=3)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, callbacks=(_StopAfter(1),))
-    out = cfg.out
+    return cfg
+
+
+def _copy(cfg: TrainConfig, tmp_path, **changes) -> TrainConfig:
+    """``cfg`` (and ``changes``) with its run directory copied, hidden files too, to
+    tmp_path / "run"."""
+    shutil.copytree(cfg.out, tmp_path / "run")
+    return dataclasses.replace(cfg, out=tmp_path / "run", **changes)
+
+
+def test_resume_after_an_interrupted_run(tmp_path, interrupted):
+    out = interrupted.out  # as Ctrl-C left it
     assert json.loads((out / "state.json").read_text())["epoch"] == 1
     assert not (out / "metrics.json").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # nothing torn
+    cfg = _copy(interrupted, tmp_path)
+    out = cfg.out
     with pytest.raises(Exception, match="already holds a run"):
         train(cfg)  # without --resume the run is never overwritten
     resumed = TrainConfig(**{**cfg.__dict__, "resume": True})
@@ -99,12 +117,10 @@ def test_resume_after_an_interrupted_run(tmp_path):
         train(TrainConfig(**{**cfg.__dict__, "resume": True}))
 
 
-def test_resume_keeps_the_plateau_counters(tmp_path):
+def test_resume_keeps_the_plateau_counters(tmp_path, interrupted):
     """--resume continues ReduceLROnPlateau where it stopped: its best val_loss and its wait
     count (Keras resets both when fit starts; a resumed run must not)."""
-    cfg = _cfg(tmp_path, epochs=2)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, callbacks=(_StopAfter(1),))
+    cfg = _copy(interrupted, tmp_path, epochs=2)  # resumed for one more epoch
     state_path = cfg.out / "state.json"
     state = json.loads(state_path.read_text())
     best = state["reduce_lr"]["best"]

@@ -5,7 +5,9 @@ directory that is the single source of its settings on --resume."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -106,17 +108,31 @@ def test_val_fraction_zero_uses_every_training_image(tmp_path):
     assert np.bincount(data.train.labels).tolist() == [6000] * 10
 
 
-def test_val_fraction_zero_writes_no_validation_metrics(tmp_path):
-    metrics = train(_cfg(tmp_path, val_fraction=0.0, epochs=2, optimizer="sgd", lr=0.05))
+# Every option of the recipe at once, on every training image (no validation split)
+RECIPE_SETTINGS = dict(optimizer="sgd", lr=0.05, flip=True, crop_pad=4, erase=0.5, epochs=2)
+RECIPE_SETTINGS.update(label_smoothing=0.1, cosine=True, warmup=1.0, val_fraction=0.0)
+
+
+@pytest.fixture(scope="module")
+def recipe_run(tmp_path_factory):
+    """A finished two-epoch run with RECIPE_SETTINGS, read by the tests below: its settings
+    and what train() returned."""
+    cfg = _cfg(tmp_path_factory.mktemp("a"), **RECIPE_SETTINGS)
+    return cfg, train(cfg)
+
+
+def test_val_fraction_zero_writes_no_validation_metrics(recipe_run):
+    cfg, metrics = recipe_run
+    assert cfg.val_fraction == 0.0 and cfg.epochs == 2
     assert "val_accuracy" not in metrics and metrics["selection"].startswith("last epoch (2)")
     assert metrics["resumes"] == [] and "raised" not in metrics["selection"]
-    rows = _history(tmp_path / "run" / "history.csv")
+    rows = _history(cfg.out / "history.csv")
     assert list(rows[0]) == ["epoch", "loss", "accuracy", "lr", "seconds"] and len(rows) == 2
-    report = json.loads((tmp_path / "run" / "classification_report.json").read_text())
+    report = json.loads((cfg.out / "classification_report.json").read_text())
     assert set(report) == {"test"}
     # model.keras is the last epoch: the same weights as last.keras
-    best = keras.models.load_model(tmp_path / "run" / "model.keras")
-    last = keras.models.load_model(tmp_path / "run" / "last.keras")
+    best = keras.models.load_model(cfg.out / "model.keras")
+    last = keras.models.load_model(cfg.out / "last.keras")
     for a, b in zip(best.weights, last.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
@@ -174,9 +190,24 @@ def test_resume_restores_the_ema_and_the_optimizer(tmp_path):
 # --- the run directory is the single source of its settings --------------------------------
 
 
-def test_resume_takes_the_settings_from_the_run(tmp_path):
-    cfg = _cfg(tmp_path, epochs=1, cosine=True, flip=True, crop_pad=3, optimizer="sgd", lr=0.05)
+@pytest.fixture(scope="module")
+def cosine_run(tmp_path_factory):
+    """A finished one-epoch run with a cosine schedule, SGD and augmentation. Its settings;
+    a test that changes the run works on a copy (shutil.copytree to its own --out)."""
+    root = tmp_path_factory.mktemp("cosine")
+    cfg = _cfg(root, epochs=1, cosine=True, flip=True, crop_pad=3, optimizer="sgd", lr=0.05)
     train(cfg)
+    return cfg
+
+
+def _copy(cfg: TrainConfig, tmp_path) -> TrainConfig:
+    """``cfg`` with its run directory copied to tmp_path / "run"."""
+    shutil.copytree(cfg.out, tmp_path / "run")
+    return dataclasses.replace(cfg, out=tmp_path / "run")
+
+
+def test_resume_takes_the_settings_from_the_run(cosine_run):
+    cfg = cosine_run
     resumed = resolve_settings({"epochs": 2}, cfg.out, None, resume=True)
     assert resumed.arch == "tiny" and resumed.cosine and resumed.crop_pad == 3
     assert resumed.optimizer == "sgd" and resumed.limit == 256 and resumed.epochs == 2
@@ -186,9 +217,8 @@ def test_resume_takes_the_settings_from_the_run(tmp_path):
         resolve_settings({"cosine": False, "epochs": 2}, cfg.out, None, resume=True)
 
 
-def test_extending_a_finished_cosine_run_trains(tmp_path):
-    cfg = _cfg(tmp_path, epochs=1, cosine=True, optimizer="sgd", lr=0.05)
-    train(cfg)
+def test_extending_a_finished_cosine_run_trains(tmp_path, cosine_run):
+    cfg = _copy(cosine_run, tmp_path)
     before = [w.numpy() for w in keras.models.load_model(cfg.out / "last.keras").weights]
     metrics = train(resolve_settings({"epochs": 2}, cfg.out, None, resume=True))
     rows = _history(cfg.out / "history.csv")
@@ -209,10 +239,20 @@ def test_shortening_an_interrupted_run_is_recorded(tmp_path):
     assert metrics["selection"].endswith("; --epochs lowered from 3 to 2 by --resume after epoch 1")
 
 
-def test_cli_resume_needs_no_settings_and_refuses_contradictions(tmp_path):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    """A finished one-epoch run made by the command, with a flag (--augment) that a resume must
+    take from the run. Its folder; a test copies it to its own before it changes anything."""
+    out = tmp_path_factory.mktemp("cli") / "run"
     args = ["--arch", "tiny", "--epochs", "1", "--limit", "128", "--augment", "--out", str(out)]
-    assert CliRunner().invoke(main, args).exit_code == 0
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_cli_resume_needs_no_settings_and_refuses_contradictions(tmp_path, cli_run):
+    out = tmp_path / "run"
+    shutil.copytree(cli_run, out)
     result = CliRunner().invoke(main, ["--out", str(out), "--epochs", "2", "--resume"])
     assert result.exit_code == 0, result.output
     assert json.loads((out / "metrics.json").read_text())["config"]["flip"] is True
@@ -235,10 +275,11 @@ def test_cli_resume_of_nothing_leaves_nothing(tmp_path):
         ("history.csv", "history.csv: missing; the run's record is incomplete"),
     ],
 )
-def test_cli_resume_of_a_damaged_run_names_the_file_and_changes_nothing(tmp_path, damage, said):
+def test_cli_resume_of_a_damaged_run_names_the_file_and_changes_nothing(
+    tmp_path, cli_run, damage, said
+):
     out = tmp_path / "run"
-    args = ["--arch", "tiny", "--epochs", "1", "--limit", "128", "--out", str(out)]
-    assert CliRunner().invoke(main, args).exit_code == 0
+    shutil.copytree(cli_run, out)
     if damage == "history.csv":
         (out / damage).unlink()
     else:
@@ -251,14 +292,14 @@ def test_cli_resume_of_a_damaged_run_names_the_file_and_changes_nothing(tmp_path
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
-def test_the_seed_fixes_the_whole_run(tmp_path):
+def test_the_seed_fixes_the_whole_run(tmp_path, recipe_run):
     """Two runs of the same settings on one machine end with the same weights, bit for bit:
     the seed fixes the initial weights, the batch order and every augmentation (what makes the
     documented command rerunnable; across CPUs float round-off still differs)."""
-    settings = dict(optimizer="sgd", lr=0.05, flip=True, crop_pad=4, erase=0.5, epochs=2)
-    settings.update(label_smoothing=0.1, cosine=True, warmup=1.0, val_fraction=0.0)
-    runs = [_cfg(tmp_path / name, **settings) for name in ("a", "b")]
-    metrics = [train(cfg) for cfg in runs]
+    settings = RECIPE_SETTINGS
+    again = _cfg(tmp_path / "b", **settings)
+    runs = [recipe_run[0], again]
+    metrics = [recipe_run[1], train(again)]
     weights = [keras.models.load_model(cfg.out / "last.keras").weights for cfg in runs]
     assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(*weights, strict=True))
     losses = [[r["loss"] for r in _history(cfg.out / "history.csv")] for cfg in runs]

@@ -97,6 +97,21 @@ def test_one_classifier_serves_threads_at_once(fmnist_test):
         assert np.array_equal(out, want)
 
 
+def test_a_latency_model_gives_single_images_the_batch_models_logits(fmnist_test):
+    """Compiled for latency (the server's), an image at a time runs on a model compiled for
+    a batch of one, and gets exactly the logits the model for any batch gives it."""
+    pytest.importorskip("openvino", reason="the [openvino] extra is not installed")
+    clf = Classifier(runtime="openvino", threads=1)
+    assert "LATENCY hint" in clf.model.describe()
+    assert "compiled for one image" in clf.model.describe()
+    x = fmnist_test.images[:64]
+    batch = clf.output_tensor(x)
+    singles = np.concatenate([clf.output_tensor(x[i : i + 1]) for i in range(len(x))])
+    assert np.array_equal(singles, batch)
+    throughput = Classifier(runtime="openvino", threads=1, workload="throughput")
+    assert "compiled for one image" not in throughput.model.describe()
+
+
 def test_fmnist_infer_runtime_openvino(tmp_path, fmnist_test):
     pytest.importorskip("openvino", reason="the [openvino] extra is not installed")
     for i in range(5):

@@ -25,6 +25,7 @@ from serve_helpers import (  # noqa: E402
     assert_problem,
     bomb_png,
     call,
+    metric,
     multipart,
     start_server,
     wait_for,
@@ -341,6 +342,41 @@ def test_both_http_parsers_classify_and_close_silent_connections(http):
             start = time.monotonic()
             assert sock.recv(1) == b""  # closed by the server after --header-timeout 1
             assert time.monotonic() - start < 8
+    finally:
+        assert srv.stop() == 0, srv.stderr()
+
+
+# --- a small image on an idle server is classified on the event loop ---------------------------
+
+LOOP_JOBS = 'fmnist_serve_jobs_total{where="event_loop"}'
+WORKER_JOBS = 'fmnist_serve_jobs_total{where="worker"}'
+
+
+def test_an_idle_server_classifies_a_small_png_on_its_event_loop(reference, tmp_path):
+    """One request at a time, a 28x28 PNG skips the hop to a worker thread and gets the same
+    answer; a larger image, and requests that arrive together, go to the workers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    srv = start_server(["--workers", "2"])
+    try:
+        png = ANKLE_BOOT.read_bytes()
+        expected = reference[ANKLE_BOOT.name]
+        for _ in range(5):
+            result = _post(srv, png).json()
+            assert result["label"] == expected.label
+            assert result["score"] == pytest.approx(expected.score, abs=1e-6)
+        assert metric(srv, LOOP_JOBS) == 5 and metric(srv, WORKER_JOBS) == 0
+        big = tmp_path / "big.png"  # 100x100: more pixels than the loop takes
+        Image.open(ANKLE_BOOT).resize((100, 100)).save(big)
+        assert _post(srv, big.read_bytes()).json()["label"] == expected.label
+        assert metric(srv, WORKER_JOBS) == 1 and metric(srv, LOOP_JOBS) == 5
+        with ThreadPoolExecutor(8) as clients:  # 8 at once: the server holds several
+            labels = list(clients.map(lambda _: _post(srv, png).json()["label"], range(80)))
+        assert labels == [expected.label] * 80
+        assert metric(srv, WORKER_JOBS) > 1
+        assert metric(srv, LOOP_JOBS) + metric(srv, WORKER_JOBS) == 86
     finally:
         assert srv.stop() == 0, srv.stderr()
 

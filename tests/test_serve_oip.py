@@ -220,8 +220,17 @@ def test_bad_requests_get_4xx_one_line_and_the_server_keeps_serving(served):
     assert refused.status == 401 and list(refused.json()) == ["error"]
     assert call(server, "GET", "/v2/health/ready").status == 200  # open
     good = json.dumps({"inputs": [_pixels_input(one, [0] * size)]}).encode()
+    loop_jobs = _loop_jobs(server)
     reply = _infer(server, good, name=name)
     assert reply.status == 200 and reply.json()["outputs"][1]["name"] == "label"
+    assert _loop_jobs(server) == loop_jobs + 1  # one image, the server idle: on its event loop
+
+
+def _loop_jobs(server) -> float:
+    text = call(server, "GET", "/metrics", headers=_auth()).body.decode()
+    found = re.search(r'^fmnist_serve_jobs_total\{where="event_loop"\} (\S+)$', text, re.M)
+    assert found, text
+    return float(found.group(1))
 
 
 def test_openapi_schema_lists_exactly_the_apps_routes(served):

@@ -304,7 +304,8 @@ def build_app(settings: ServeSettings, pool: ClassifierPool, metrics: Metrics | 
 
     async def metrics_text(request: Request) -> Response:
         return PlainTextResponse(
-            metrics.render(pool.info), media_type="text/plain; version=0.0.4; charset=utf-8"
+            metrics.render(pool.info, pool.ran),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
         )
 
     async def classify(request: Request) -> Response:

@@ -81,8 +81,8 @@ class Metrics:
             self.latency_sum += seconds
             self.latency_count += 1
 
-    def render(self, model: dict) -> str:
-        """The text /metrics returns."""
+    def render(self, model: dict, ran: Counter[str] | None = None) -> str:
+        """The text /metrics returns; ``ran``: the pool's jobs by where they ran."""
         p = PREFIX
         lines = [
             f"# HELP {p}_requests_total HTTP requests answered, by path and status.",
@@ -117,6 +117,10 @@ class Metrics:
             f"# HELP {p}_images_total Images classified.",
             f"# TYPE {p}_images_total counter",
             f"{p}_images_total {self.images}",
+            f"# HELP {p}_jobs_total Requests' images computed, by where: on the event loop (a "
+            "small image while the server held no other request) or in a worker thread.",
+            f"# TYPE {p}_jobs_total counter",
+            *[f'{p}_jobs_total{{where="{k}"}} {n}' for k, n in sorted((ran or {}).items())],
             f"# HELP {p}_in_flight Requests being handled now.",
             f"# TYPE {p}_in_flight gauge",
             f"{p}_in_flight {self.in_flight}",

@@ -272,6 +272,8 @@ def serve(
         sockets = listen(settings.host, settings.port)
         config = uvicorn_config(settings, build_app(settings, pool, metrics), metrics, tally)
         server = _Server(config, on_ready)
+        tasks = server.server_state.tasks  # a request's task, from its head parsed to its end
+        pool.requests_held = lambda: len(tasks)
         if threading.current_thread() is threading.main_thread():
             # uvicorn drains, then re-raises the signal it caught: let it end in exit 0
             signal.signal(signal.SIGTERM, _exit_cleanly)

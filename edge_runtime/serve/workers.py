@@ -11,6 +11,14 @@ beyond ``workers`` wait in the executor's queue (uvicorn's connection limit boun
 
 Decoding happens here too, not on the event loop: a large photo takes tens of milliseconds to
 decode on a Pi and must not stall every other connection.
+
+One exception, for latency: a request the server holds alone (no other request parsed, no job
+in a worker, and neither for CALM_SECONDS), of one image that is a small PNG by its header
+(INLINE_PIXELS), is classified on the event loop itself when the model answers an image within
+INLINE_SECONDS. It borrows the first worker's Classifier, which is safe because no worker has a
+job and none can be given one until the loop is free again. The hop to a worker thread and back
+is 0.15-0.2 ms of a 1.5 ms request on the 2-core EPYC (docs/benchmarks.md); a request that
+arrives meanwhile waits for at most that one image. Under load every job goes to the workers.
 """
 
 from __future__ import annotations
@@ -19,10 +27,13 @@ import asyncio
 import dataclasses
 import hashlib
 import queue
+import statistics
+import struct
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +50,13 @@ from .settings import ServeSettings
 # Decoders offered to strangers' bytes: the formats a camera, phone or browser produces. Pillow's
 # rarer plugins (EPS hands data to Ghostscript, for one) are never tried on an upload.
 UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
+# A request may be computed on the event loop (module docstring) when its one image is a PNG of
+# at most this many pixels (a 64x64 thumbnail; Fashion-MNIST's are 28x28) and the model takes
+# at most INLINE_SECONDS an image: the loop is then never held for more than a few ms.
+INLINE_PIXELS = 64 * 64
+INLINE_SECONDS = 0.002
+CALM_SECONDS = 1.0  # ... and when the server held no other request or job for this long
+_PNG_HEAD = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"  # signature, IHDR's length and type
 
 
 def model_stem(settings: ServeSettings) -> str:
@@ -72,11 +90,34 @@ def model_info(settings: ServeSettings, clf: Classifier) -> dict[str, Any]:
     }
 
 
+def small_png(data: bytes) -> bool:
+    """Whether ``data`` begins as a PNG of at most INLINE_PIXELS pixels (by its header: the
+    decoder still checks all of it)."""
+    if not data.startswith(_PNG_HEAD) or len(data) < 24:
+        return False
+    width, height = struct.unpack_from(">II", data, 16)
+    return 0 < width * height <= INLINE_PIXELS
+
+
+def seconds_per_image(clf: Classifier, runs: int = 5) -> float:
+    """The median time of ``runs`` single-image predictions (after one to warm up)."""
+    x = np.zeros((1, *clf.image_shape), np.uint8)
+    clf.predict_proba(x)  # the first is slow
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        clf.predict_proba(x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 class ClassifierPool:
     """``settings.workers`` threads, each holding its own Classifier for its whole life.
 
     The Classifiers are built here, in the caller's thread, so that a bad model stops the
-    server before it listens; ``close()`` waits for the jobs still running.
+    server before it listens; ``close()`` waits for the jobs still running. A job may run on
+    the event loop instead (module docstring) once ``requests_held`` says how many requests
+    the server holds (serve() sets it); ``ran`` counts the jobs by where they ran.
     """
 
     def __init__(self, settings: ServeSettings):
@@ -85,9 +126,18 @@ class ClassifierPool:
         first = None
         for _ in range(settings.workers):
             clf = Classifier(settings.model, threads=settings.threads, runtime=settings.runtime)
-            clf.predict_proba(np.zeros((1, *clf.image_shape), np.uint8))  # the first is slow
-            first = first or clf
+            if first is None:
+                first = clf
+                self.inline = seconds_per_image(clf) <= INLINE_SECONDS
+            else:
+                clf.predict_proba(np.zeros((1, *clf.image_shape), np.uint8))  # the first is slow
             self._spare.put(clf)
+        self._loop_clf = first  # lent to the event loop while no worker has a job
+        self.requests_held: Callable[[], int] | None = None  # None: every job to a worker
+        self.ran: Counter[str] = Counter(event_loop=0, worker=0)
+        self._jobs = 0  # in the executor, not finished; counted down in the workers
+        self._jobs_lock = threading.Lock()
+        self._crowded = -CALM_SECONDS  # when the server last held another request or job
         self.info = model_info(settings, first)
         self.num_classes = len(first.class_names)
         self.modes = tuple(self.info["modes"])
@@ -176,9 +226,13 @@ class ClassifierPool:
         return clf.predict_proba(np.stack(arrays)) if len(arrays) == len(files) else None
 
     def infer(self, request: InferRequest, gone: threading.Event) -> asyncio.Future:
-        """A future of ``request``'s (N, K) probabilities, computed in a worker."""
-        loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self._executor, self._infer, request, gone)
+        """A future of ``request``'s (N, K) probabilities, computed in a worker (or now, on
+        the event loop: ``_alone``)."""
+        if request.pixels is not None:  # decoded already: the model's own size
+            one = len(request.pixels) == 1
+        else:
+            one = len(request.files or []) == 1 and small_png(request.files[0][1])
+        return self._run(one, self._infer, request, gone)
 
     def classify(
         self,
@@ -190,9 +244,47 @@ class ClassifierPool:
         """Decode and classify ``uploads`` in a worker: a future of one result dict per upload,
         in order (fewer once ``gone`` is set: the worker stops before its next image).
         Cancelling the future drops the job if it has not started."""
+        one = len(uploads) == 1 and small_png(uploads[0][1])
+        return self._run(one, self._classify, uploads, mode, top_k, gone)
+
+    def _alone(self) -> bool:
+        """Whether the request at hand is the only one the server holds, no worker has a job
+        (a stale count only ever sends a job to a worker), and neither was so for CALM_SECONDS
+        (under load the server often holds one request for a moment: at 8 clients, computing
+        those on the loop cost LiteRT 9% of its requests/s)."""
+        held = self.requests_held
+        if not self.inline or held is None:
+            return False
+        now = time.monotonic()
+        if held() > 1 or self._jobs:
+            self._crowded = now
+            return False
+        return now - self._crowded >= CALM_SECONDS
+
+    def _run(self, small: bool, job: Callable[..., Any], *args: Any) -> asyncio.Future:
+        """A future of ``job(*args)``: computed now, on the event loop, for a ``small`` job
+        while the server holds no other request; else in a worker. Cancelling it drops a job
+        that has not started."""
         loop = asyncio.get_running_loop()
-        job = self._classify
-        return loop.run_in_executor(self._executor, job, uploads, mode, top_k, gone)
+        if self._alone() and small:
+            self.ran["event_loop"] += 1
+            self._local.clf = self._loop_clf  # its worker has no job, and takes none meanwhile
+            future = loop.create_future()
+            try:
+                future.set_result(job(*args))
+            except Exception as exc:
+                future.set_exception(exc)
+            return future
+        self.ran["worker"] += 1
+        with self._jobs_lock:
+            self._jobs += 1
+        submitted = self._executor.submit(job, *args)
+        submitted.add_done_callback(self._job_done)
+        return asyncio.wrap_future(submitted, loop=loop)
+
+    def _job_done(self, job: Future) -> None:  # in the worker (the loop, for a cancelled job)
+        with self._jobs_lock:
+            self._jobs -= 1
 
     def close(self) -> None:
         """Wait for the images being decoded (each within its budget); drop queued jobs."""

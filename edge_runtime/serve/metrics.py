@@ -117,7 +117,7 @@ class Metrics:
             f"# HELP {p}_images_total Images classified.",
             f"# TYPE {p}_images_total counter",
             f"{p}_images_total {self.images}",
-            f"# HELP {p}_jobs_total Requests' images computed, by where: on the event loop (a "
+            f"# HELP {p}_jobs_total Requests computed, by where: on the event loop (one "
             "small image while the server held no other request) or in a worker thread.",
             f"# TYPE {p}_jobs_total counter",
             *[f'{p}_jobs_total{{where="{k}"}} {n}' for k, n in sorted((ran or {}).items())],

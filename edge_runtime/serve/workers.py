@@ -266,7 +266,7 @@ class ClassifierPool:
         while the server holds no other request; else in a worker. Cancelling it drops a job
         that has not started."""
         loop = asyncio.get_running_loop()
-        if self._alone() and small:
+        if self._alone() and small:  # _alone first: every request may mark the server crowded
             self.ran["event_loop"] += 1
             self._local.clf = self._loop_clf  # its worker has no job, and takes none meanwhile
             future = loop.create_future()

@@ -241,15 +241,20 @@ def photo(img: Image.Image) -> np.ndarray:
     return np.clip(np.rint(255.0 - canvas), 0, 255).astype(np.uint8)  # 5. negate, 6. 8-bit
 
 
-def _stored(decoded: Decoded, size: tuple[int, int], color: str) -> np.ndarray | None:
+def _stored(
+    decoded: Decoded, size: tuple[int, int], color: str, out: np.ndarray | None = None
+) -> np.ndarray | None:
     """A plain PNG already in the model's size and colour, as its pixels: what ``raw`` gives
     it (and ``auto``, which takes a gray image of the model's size as raw), without the
-    conversions (its pixels are stored upright, without alpha). None for anything else."""
+    conversions (its pixels are stored upright, without alpha): ``out`` itself when they were
+    decoded into it. None for anything else."""
     img = decoded.image
     if not decoded.plain or img.size != size[::-1]:
         return None
     if img.mode != ("RGB" if color == "rgb" else "L"):
         return None
+    if decoded.filled:
+        return out
     shape = (*size, 3) if color == "rgb" else size
     return np.frombuffer(img.tobytes(), dtype=np.uint8).reshape(shape)
 
@@ -261,12 +266,32 @@ def to_array(
     color: str = "grayscale",
     *,
     limits: DecodeLimits | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """A path, encoded image bytes, PIL image or numpy array -> the model's pixels: (H, W)
     uint8 for "grayscale", (H, W, 3) for "rgb"; ``size`` is the model's (height, width).
     ``photo`` and ``auto`` are Fashion-MNIST's conversions (28x28 gray, a light object on a
     dark background); for any other model the caller passes ``raw``. A path or bytes are
-    decoded within ``limits`` (None: the defaults)."""
+    decoded within ``limits`` (None: the defaults).
+
+    With ``out`` (a uint8 array of that shape: a slot of a batch), the pixels are written
+    there and ``out`` is returned; a plain gray PNG is decoded straight into it. After an
+    error ``out`` may hold anything."""
+    pixels = _to_array(source, mode, size, color, limits, out)
+    if out is None or pixels is out:
+        return pixels
+    out[...] = pixels
+    return out
+
+
+def _to_array(
+    source: ImageSource,
+    mode: str,
+    size: tuple[int, int],
+    color: str,
+    limits: DecodeLimits | None,
+    out: np.ndarray | None,
+) -> np.ndarray:
     check_mode(mode)
     if mode != "raw" and (size != (SIDE, SIDE) or color != "grayscale"):
         raise ValueError(f"mode {mode!r} makes 28x28 gray images only")
@@ -278,13 +303,14 @@ def to_array(
     elif isinstance(source, Image.Image):
         img, name = source, "image"
     else:
+        into = out if mode != "photo" else None  # a photo's pixels are not the file's
         if isinstance(source, (bytes, bytearray, memoryview)):  # a PNG or JPEG in memory
             name = "image bytes"
-            decoded = decode_bytes(bytes(source), name, limits=limits, side=max(size))
+            decoded = decode_bytes(bytes(source), name, limits=limits, side=max(size), into=into)
         else:
             name = str(source)
-            decoded = decode_path(source, limits=limits, side=max(size))
-        pixels = _stored(decoded, size, color) if mode != "photo" else None
+            decoded = decode_path(source, limits=limits, side=max(size), into=into)
+        pixels = _stored(decoded, size, color, out) if mode != "photo" else None
         if pixels is not None:
             return pixels
         img = decoded.image

@@ -289,6 +289,61 @@ def test_small_plain_pngs_decode_to_pillows_pixels(fmnist_test, tmp_path):
         np.testing.assert_array_equal(to_array(path, "auto"), x)
 
 
+def test_a_plain_gray_png_is_decoded_into_the_slot_it_is_given(fmnist_test, tmp_path):
+    """A folder's batch: each plain 28x28 gray PNG decoded by Pillow straight into its slot,
+    the same pixels as without one, from bytes and from a file, ``out`` itself returned."""
+    batch = np.zeros((300, 28, 28), dtype=np.uint8)
+    for i, x in enumerate(fmnist_test.images[:300]):
+        data, slot = _png(Image.fromarray(x)), batch[i]
+        assert decode_bytes(data, "x", into=slot).filled
+        slot[...] = 0
+        assert to_array(data, "raw", out=slot) is slot
+    np.testing.assert_array_equal(batch, fmnist_test.images[:300])
+    path = tmp_path / "x.png"
+    path.write_bytes(_png(Image.fromarray(fmnist_test.images[7])))
+    slot = np.zeros((28, 28), dtype=np.uint8)
+    assert to_array(path, "auto", out=slot) is slot
+    np.testing.assert_array_equal(slot, fmnist_test.images[7])
+
+
+def test_a_slot_the_image_does_not_fit_is_filled_by_copy(fmnist_test):
+    """RGB, another size, a read-only, strided or non-byte array: Pillow decodes as without a
+    slot and ``to_array`` copies the pixels in; ``photo`` writes the converted image."""
+    x = fmnist_test.images[3]
+    gray, rgb = _png(Image.fromarray(x)), _png(Image.fromarray(np.stack([x] * 3, axis=-1)))
+    read_only = np.zeros((28, 28), dtype=np.uint8)
+    read_only.flags.writeable = False
+    for data, into in (
+        (rgb, np.zeros((28, 28), dtype=np.uint8)),  # an RGB file for a gray model
+        (gray, np.zeros((28, 29), dtype=np.uint8)[:, :28]),  # strided
+        (gray, np.zeros((14, 56), dtype=np.uint8)),  # the same bytes, another shape
+        (gray, np.zeros((28, 28), dtype=np.int16)),
+        (gray, read_only),
+    ):
+        assert not decode_bytes(data, "x", into=into).filled
+    out = np.zeros((28, 28), dtype=np.uint8)
+    assert to_array(rgb, "raw", out=out) is out
+    np.testing.assert_array_equal(out, to_array(rgb, "raw"))
+    strided = np.zeros((28, 29), dtype=np.uint8)[:, :28]
+    np.testing.assert_array_equal(to_array(gray, "raw", out=strided), x)
+    rgb_out = np.zeros((28, 28, 3), dtype=np.uint8)
+    to_array(rgb, "raw", (28, 28), "rgb", out=rgb_out)
+    np.testing.assert_array_equal(rgb_out, np.stack([x] * 3, axis=-1))
+    photo = np.zeros((28, 28), dtype=np.uint8)
+    np.testing.assert_array_equal(to_array(gray, "photo", out=photo), to_array(gray, "photo"))
+    assert not np.array_equal(photo, x)  # the photo conversion, not the stored pixels
+
+
+def test_a_corrupt_plain_png_with_a_slot_is_refused_in_the_full_paths_words():
+    data = _png(Image.fromarray(np.full((28, 28), 200, np.uint8)))
+    ((start, end),) = walk(data, "x", DecodeLimits()).plain
+    garbage = data[:start] + bytes(b ^ 0x5A for b in data[start:end]) + data[end:]
+    with pytest.raises(CorruptImageError, match="^x: corrupt or truncated PNG image"):
+        decode_bytes(garbage, "x", into=np.zeros((28, 28), dtype=np.uint8))
+    with pytest.raises(CorruptImageError, match="^image bytes: corrupt or truncated PNG"):
+        to_array(garbage, "raw", out=np.zeros((28, 28), dtype=np.uint8))
+
+
 def test_pngs_that_are_not_plain_take_the_full_path():
     """Palette, transparency, alpha, 16 bits, EXIF orientation, interlacing, a chunk between
     IDATs, a broken IHDR: Pillow's own open decides these (and orientation is still applied)."""

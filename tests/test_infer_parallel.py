@@ -6,6 +6,8 @@ ai-edge-litert interpreters."""
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
 import shutil
 import subprocess
@@ -178,6 +180,28 @@ def test_parallel_pipeline_gives_the_sequential_results_in_order(folder, sequent
     assert sum(o.ok for o in got) == 300
 
 
+def test_a_png_that_fails_after_filling_part_of_its_slot_leaves_the_others_right(
+    tmp_path, fmnist_test
+):
+    """A plain PNG whose data breaks mid-stream is decoded into its slot until it fails; the
+    next image takes that slot whole, and every other image gets its own classes."""
+    images = fmnist_test.images[:20]
+    for i, x in enumerate(images):
+        Image.fromarray(x).save(tmp_path / f"{i:02d}.png")
+    good = (tmp_path / "05.png").read_bytes()
+    start = good.index(b"IDAT") + 4
+    end = start + int.from_bytes(good[start - 8 : start - 4], "big")
+    half = start + (end - start) // 2  # the first half of its rows decode, then garbage
+    broken = good[:half] + bytes(b ^ 0x5A for b in good[half:end]) + good[end:]
+    (tmp_path / "05.png").write_bytes(broken)
+    clf = Classifier(threads=1)
+    expected = clf.predict_batch(np.delete(images, 5, axis=0), mode="raw", top_k=1)
+    got = list(classify_inputs(InterpreterPool.for_plan(plan_threads(2)), [tmp_path], chunk=8))
+    assert [o.path for o in got] == [str(tmp_path / f"{i:02d}.png") for i in range(20)]
+    assert got[5].error.startswith(f"{tmp_path / '05.png'}: corrupt or truncated PNG image")
+    assert [o.prediction for o in got if o.ok] == expected
+
+
 def test_the_pipeline_streams_a_window_of_chunks(folder, monkeypatch):
     """The first result comes after a few chunks are decoded, not the whole folder."""
     decoded = []
@@ -198,11 +222,45 @@ def test_the_pipeline_streams_a_window_of_chunks(folder, monkeypatch):
     stream.close()
 
 
-def test_each_chunk_is_read_ahead_before_it_is_decoded(folder, monkeypatch):
-    """The kernel is asked for every file of a chunk (posix_fadvise WILLNEED, for real) before
-    a worker decodes any of it; the results are the same."""
-    if batch._WILLNEED is None:
-        pytest.skip("no posix_fadvise on this platform")
+def _resident(path: Path) -> bool:
+    """Whether any page of ``path`` is in the page cache (mincore on a private mapping, which
+    reads nothing: a probe of an evicted file would start reading it)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_COPY) as mm:
+        start = ctypes.c_char.from_buffer(mm)
+        vec = (ctypes.c_ubyte * pages)()
+        rc = libc.mincore(ctypes.c_void_p(ctypes.addressof(start)), ctypes.c_size_t(size), vec)
+        del start  # the mapping cannot close while a ctypes object holds it
+    assert rc == 0, os.strerror(ctypes.get_errno())
+    return any(v & 1 for v in vec)
+
+
+def _evict(folder: Path, names: list[str] | None = None) -> None:
+    """Drop the folder's files (or those ``names``) from the page cache: written out first
+    (dirty pages stay), asked again until no page is left. Skips the test where files stay in
+    memory all the same (tmpfs)."""
+    for path in [folder / n for n in names] if names is not None else folder.iterdir():
+        if path.stat().st_size == 0:
+            continue
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            for _ in range(50):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                if not _resident(path):
+                    break
+                time.sleep(0.005)
+            else:
+                pytest.skip(f"{path} stays in the page cache on this file system")
+        finally:
+            os.close(fd)
+
+
+def _read_ahead_events(folder: Path, monkeypatch) -> tuple[list, list]:
+    """Classify the folder in chunks of 16, recording each file asked for (posix_fadvise
+    WILLNEED, for real) and decoded, in order; the outcomes, and those events."""
     events, lock = [], threading.Lock()
     ahead, decode = batch._will_need, batch.to_array
 
@@ -219,13 +277,66 @@ def test_each_chunk_is_read_ahead_before_it_is_decoded(folder, monkeypatch):
     monkeypatch.setattr(batch, "_will_need", asked)
     monkeypatch.setattr(batch, "to_array", decoded)
     got = list(classify_inputs(InterpreterPool.for_plan(plan_threads(2)), [folder], chunk=16))
-    assert sum(o.ok for o in got) == 300
+    return got, events
+
+
+def test_each_chunk_not_in_the_page_cache_is_read_ahead_before_it_is_decoded(
+    folder, sequential, monkeypatch
+):
+    """A folder dropped from the page cache: the kernel is asked for every file of a chunk
+    before a worker decodes any of it; the results are the same."""
+    if batch._WILLNEED is None:
+        pytest.skip("no posix_fadvise on this platform")
+    _evict(folder)
+    got, events = _read_ahead_events(folder, monkeypatch)
+    assert got == sequential
     first = {}
     for i, (what, path) in enumerate(events):
         first.setdefault((what, path), i)
     paths = {path for _, path in events}
     assert len(paths) == 302  # the empty and the text file are asked for and decoded too
     assert all(first[("ahead", p)] < first[("decode", p)] for p in paths)
+
+
+def test_a_folder_in_the_page_cache_is_not_read_ahead(folder, sequential, monkeypatch):
+    """Every file was just read: asking the kernel for each again would only cost CPU."""
+    if batch._NOWAIT is None:
+        pytest.skip("no RWF_NOWAIT on this platform: every chunk is read ahead")
+    list(classify_inputs(Classifier(threads=1), [folder]))  # all in the cache now
+    got, events = _read_ahead_events(folder, monkeypatch)
+    assert got == sequential
+    assert [e for e in events if e[0] == "ahead"] == []
+    assert len(events) == 302
+
+
+def test_from_the_first_chunk_found_out_of_the_cache_every_file_is_read_ahead(
+    folder, sequential, monkeypatch
+):
+    """Chunks 0-2 in the cache, chunk 3 not: 3 and every chunk after it are read ahead."""
+    if batch._NOWAIT is None:
+        pytest.skip("no RWF_NOWAIT on this platform")
+    list(classify_inputs(Classifier(threads=1), [folder]))  # all in the cache now
+    names = batch._directory_images(folder)
+    _evict(folder, names[48:64])
+    got, events = _read_ahead_events(folder, monkeypatch)
+    assert got == sequential
+    ahead = [path for what, path in events if what == "ahead"]
+    assert ahead == [str(folder / n) for n in names[48:]]
+
+
+def test_the_cache_probe_says_whether_a_file_would_wait_for_the_disk(tmp_path):
+    """One byte read that would rather fail than wait (RWF_NOWAIT): a file just written is
+    in the cache, an evicted one is not; a missing file counts as not, an empty one as in."""
+    if batch._NOWAIT is None:
+        pytest.skip("no RWF_NOWAIT on this platform")
+    png = tmp_path / "a.png"
+    png.write_bytes(b"\x89PNG" * 100)
+    assert batch._cached(str(png))
+    _evict(tmp_path)
+    assert not batch._cached(str(png))
+    assert not batch._cached(str(tmp_path / "gone.png"))  # unreadable: read ahead (a no-op)
+    (tmp_path / "empty.png").write_bytes(b"")
+    assert batch._cached(str(tmp_path / "empty.png"))
 
 
 def test_the_read_ahead_does_not_wait_on_a_fifo_or_a_missing_file(tmp_path, fmnist_test):

@@ -452,6 +452,13 @@ def test_infer_folder_benchmark_runs_and_reports(tmp_path, capsys, fmnist_test):
         assert s[n]["defaults"]["ratio"] > 0 and s[n]["defaults"]["rss_mib"] > 10
         assert s[n]["threads_1"]["cpu_ms"] > s["bound"]["interpreters_cpu_ms"]  # decode too
     assert s["goal"]["met"] is False  # 10,000 images were not measured
+    rep = report["reps"][0]
+    assert len(rep["bounds"]) == 3  # before the first folder's defaults, after each
+    for n, (before, after) in (("20", rep["bounds"][:2]), ("70", rep["bounds"][1:])):
+        best = max((before[k] + after[k]) / 2 for k in ("interpreters", "threads"))
+        assert rep[n]["bound"] == pytest.approx(best)
+        ratio = rep[n]["defaults"]["images_per_s"] / best
+        assert rep[n]["defaults"]["ratio"] == pytest.approx(ratio)
     printed = capsys.readouterr().out
     assert "| 70 |" in printed and "goal (defaults >= 0.80 of the bound on 10,000 PNGs): not " \
         "measured" in printed

@@ -223,9 +223,9 @@ def _fits(into: Buffer, width: int, height: int) -> bool:
 def _decoded_into(into: Buffer, data: bytes, width: int, height: int) -> Decoded:
     """An 8-bit gray PNG's image data decoded by Pillow into ``into``: an image that maps
     ``into``'s memory (Image.frombuffer), loaded by its own ``frombytes``. A folder's batch is
-    then filled in place, with no image of its own to copy out of (to_array on a 28x28 PNG:
-    about 35 us against 65 on the 2-core EPYC). Should Pillow copy the image before writing
-    to it, it would no longer be read-only and its pixels not in ``into``: not ``filled``."""
+    then filled in place, with no image of its own to copy out of (to_array on a 28x28 PNG,
+    2-core EPYC: 56-62 us against 62-71). Should Pillow copy the image before writing to it,
+    it would no longer be read-only and its pixels not in ``into``: not ``filled``."""
     image = Image.frombuffer("L", (width, height), into, "raw", "L", 0, 1)
     image.frombytes(data, "zip", "L")
     return Decoded(image, width * height, plain=True, filled=bool(image.readonly))

@@ -258,6 +258,19 @@ def _evict(folder: Path, names: list[str] | None = None) -> None:
             os.close(fd)
 
 
+def _probe_answers(folder: Path) -> None:
+    """Skip where this file system refuses a read that must not wait (RWF_NOWAIT): there the
+    probe cannot tell, and every chunk is read ahead."""
+    if batch._NOWAIT is None:
+        pytest.skip("no RWF_NOWAIT on this platform: every chunk is read ahead")
+    probe = folder.parent / f"{folder.name}-answers.bin"
+    probe.write_bytes(b"x" * 100)
+    answers = batch._cached(str(probe))
+    probe.unlink()
+    if not answers:
+        pytest.skip("this file system refuses RWF_NOWAIT reads: every chunk is read ahead")
+
+
 def _read_ahead_events(folder: Path, monkeypatch) -> tuple[list, list]:
     """Classify the folder in chunks of 16, recording each file asked for (posix_fadvise
     WILLNEED, for real) and decoded, in order; the outcomes, and those events."""
@@ -300,8 +313,7 @@ def test_each_chunk_not_in_the_page_cache_is_read_ahead_before_it_is_decoded(
 
 def test_a_folder_in_the_page_cache_is_not_read_ahead(folder, sequential, monkeypatch):
     """Every file was just read: asking the kernel for each again would only cost CPU."""
-    if batch._NOWAIT is None:
-        pytest.skip("no RWF_NOWAIT on this platform: every chunk is read ahead")
+    _probe_answers(folder)
     list(classify_inputs(Classifier(threads=1), [folder]))  # all in the cache now
     got, events = _read_ahead_events(folder, monkeypatch)
     assert got == sequential
@@ -313,8 +325,7 @@ def test_from_the_first_chunk_found_out_of_the_cache_every_file_is_read_ahead(
     folder, sequential, monkeypatch
 ):
     """Chunks 0-2 in the cache, chunk 3 not: 3 and every chunk after it are read ahead."""
-    if batch._NOWAIT is None:
-        pytest.skip("no RWF_NOWAIT on this platform")
+    _probe_answers(folder)
     list(classify_inputs(Classifier(threads=1), [folder]))  # all in the cache now
     names = batch._directory_images(folder)
     _evict(folder, names[48:64])
@@ -327,8 +338,7 @@ def test_from_the_first_chunk_found_out_of_the_cache_every_file_is_read_ahead(
 def test_the_cache_probe_says_whether_a_file_would_wait_for_the_disk(tmp_path):
     """One byte read that would rather fail than wait (RWF_NOWAIT): a file just written is
     in the cache, an evicted one is not; a missing file counts as not, an empty one as in."""
-    if batch._NOWAIT is None:
-        pytest.skip("no RWF_NOWAIT on this platform")
+    _probe_answers(tmp_path)
     png = tmp_path / "a.png"
     png.write_bytes(b"\x89PNG" * 100)
     assert batch._cached(str(png))

@@ -296,19 +296,33 @@ def _read_ahead_events(folder: Path, monkeypatch) -> tuple[list, list]:
 def test_each_chunk_not_in_the_page_cache_is_read_ahead_before_it_is_decoded(
     folder, sequential, monkeypatch
 ):
-    """A folder dropped from the page cache: the kernel is asked for every file of a chunk
-    before a worker decodes any of it; the results are the same."""
+    """A folder dropped from the page cache: from the first chunk a probe finds out of it (the
+    first, unless something read its files back meanwhile), the kernel is asked for every file
+    of a chunk before a worker decodes any of it; the results are the same."""
     if batch._WILLNEED is None:
         pytest.skip("no posix_fadvise on this platform")
     _evict(folder)
+    answers, probe = {}, batch._cached
+
+    def probed(path):
+        answers[path] = probe(path)  # the real probe, recorded
+        return answers[path]
+
+    monkeypatch.setattr(batch, "_cached", probed)
     got, events = _read_ahead_events(folder, monkeypatch)
     assert got == sequential
+    names = batch._directory_images(folder)
+    cold = [i for i, n in enumerate(names) if answers.get(str(folder / n)) is False]
+    if not cold:
+        pytest.skip("the folder was back in the page cache before the run")
+    first_cold = cold[0] // 16 * 16  # its chunk's first file
     first = {}
     for i, (what, path) in enumerate(events):
         first.setdefault((what, path), i)
-    paths = {path for _, path in events}
+    paths = [str(folder / n) for n in names]
+    assert all(("ahead", p) not in first for p in paths[:first_cold])
+    assert all(first[("ahead", p)] < first[("decode", p)] for p in paths[first_cold:])
     assert len(paths) == 302  # the empty and the text file are asked for and decoded too
-    assert all(first[("ahead", p)] < first[("decode", p)] for p in paths)
 
 
 def test_a_folder_in_the_page_cache_is_not_read_ahead(folder, sequential, monkeypatch):
@@ -329,10 +343,22 @@ def test_from_the_first_chunk_found_out_of_the_cache_every_file_is_read_ahead(
     list(classify_inputs(Classifier(threads=1), [folder]))  # all in the cache now
     names = batch._directory_images(folder)
     _evict(folder, names[48:64])
+    answers, probe = {}, batch._cached
+
+    def probed(path):
+        answers[path] = probe(path)  # the real probe, recorded
+        return answers[path]
+
+    monkeypatch.setattr(batch, "_cached", probed)
     got, events = _read_ahead_events(folder, monkeypatch)
     assert got == sequential
+    paths = [str(folder / n) for n in names]
+    cold = [i for i, p in enumerate(paths) if answers.get(p) is False]
+    if not cold:
+        pytest.skip("chunk 3 was back in the page cache before the run")
+    assert 48 <= cold[0] < 64  # chunks 0-2 answered "in the cache"
     ahead = [path for what, path in events if what == "ahead"]
-    assert ahead == [str(folder / n) for n in names[48:]]
+    assert ahead == paths[48:]
 
 
 def test_the_cache_probe_says_whether_a_file_would_wait_for_the_disk(tmp_path):

@@ -149,14 +149,16 @@ def _infer(server, body: bytes, header_length: int | None = None, name: str = "d
 
 
 def _head_only(server, path: str, body: bytes, header_length: int) -> tuple[int, dict]:
-    """POST ``body``'s head and its first 64 KiB only; the status and JSON answer."""
+    """POST the head of a request of ``body``, without the body: the status and JSON answer,
+    which come before it. (Body bytes the server never reads would turn its close into a
+    reset, which can drop the answer before it is read.)"""
     head = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Authorization: Bearer {TOKEN}\r\nInference-Header-Content-Length: {header_length}"
         f"\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     with socket.create_connection((server.host, server.port), timeout=20) as sock:
-        sock.sendall(head.encode() + body[: 1 << 16])
+        sock.sendall(head.encode())
         reply = b""
         while chunk := sock.recv(65536):
             reply += chunk

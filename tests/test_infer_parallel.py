@@ -271,6 +271,18 @@ def _probe_answers(folder: Path) -> None:
         pytest.skip("this file system refuses RWF_NOWAIT reads: every chunk is read ahead")
 
 
+def _recorded_probes(monkeypatch) -> dict[str, bool]:
+    """What the real page-cache probe answers for each file it is asked about, as it runs."""
+    answers, probe = {}, batch._cached
+
+    def probed(path):
+        answers[path] = probe(path)
+        return answers[path]
+
+    monkeypatch.setattr(batch, "_cached", probed)
+    return answers
+
+
 def _read_ahead_events(folder: Path, monkeypatch) -> tuple[list, list]:
     """Classify the folder in chunks of 16, recording each file asked for (posix_fadvise
     WILLNEED, for real) and decoded, in order; the outcomes, and those events."""
@@ -302,13 +314,7 @@ def test_each_chunk_not_in_the_page_cache_is_read_ahead_before_it_is_decoded(
     if batch._WILLNEED is None:
         pytest.skip("no posix_fadvise on this platform")
     _evict(folder)
-    answers, probe = {}, batch._cached
-
-    def probed(path):
-        answers[path] = probe(path)  # the real probe, recorded
-        return answers[path]
-
-    monkeypatch.setattr(batch, "_cached", probed)
+    answers = _recorded_probes(monkeypatch)
     got, events = _read_ahead_events(folder, monkeypatch)
     assert got == sequential
     names = batch._directory_images(folder)
@@ -343,13 +349,7 @@ def test_from_the_first_chunk_found_out_of_the_cache_every_file_is_read_ahead(
     list(classify_inputs(Classifier(threads=1), [folder]))  # all in the cache now
     names = batch._directory_images(folder)
     _evict(folder, names[48:64])
-    answers, probe = {}, batch._cached
-
-    def probed(path):
-        answers[path] = probe(path)  # the real probe, recorded
-        return answers[path]
-
-    monkeypatch.setattr(batch, "_cached", probed)
+    answers = _recorded_probes(monkeypatch)
     got, events = _read_ahead_events(folder, monkeypatch)
     assert got == sequential
     paths = [str(folder / n) for n in names]

@@ -107,6 +107,12 @@ def bound(model: Path, test: np.ndarray, cores: int) -> dict[str, float]:
     return out
 
 
+def bracketed(before: dict[str, float], after: dict[str, float]) -> float:
+    """The bound for a run measured between two bounds: each layout's mean of the two, the
+    faster layout taken (this machine's speed drifts by 10-20% within a minute)."""
+    return max((before[k] + after[k]) / 2 for k in LAYOUTS)
+
+
 def _run(interp: BatchInterpreter, batches: list[np.ndarray]) -> None:
     for batch in batches:
         interp.run(batch)
@@ -228,12 +234,9 @@ def measure(args: argparse.Namespace) -> dict:
                 default = infer_process(folder, n, subs[0], model)
                 if args.runtime and not len(report["reps"]) % 2:
                     other = infer_process(folder, n, other_sub, model, "--runtime", args.runtime)
-                # the bound again: the defaults are measured against the mean of the two bounds
-                # either side of them, each layout's, the faster layout taken (this machine's
-                # speed drifts by 10-20% within a minute)
                 after = bound(model_file, test[: args.bound_images], cores)
                 rep["bounds"].append(after)
-                best = max((before[k] + after[k]) / 2 for k in LAYOUTS)
+                best = bracketed(before, after)
                 before = after
                 one = infer_process(folder, n, subs[1], model, "--threads", "1")
                 same = filecmp.cmp(*subs, shallow=False)

@@ -130,8 +130,8 @@ def _read_ahead(chunks: Iterable[list[Outcome]]) -> Iterator[list[Outcome]]:
     for chunk in chunks:
         if _WILLNEED is not None:
             paths = [item.path for item in chunk if item.ok]
-            probed = [*paths[::PROBE_EVERY], *paths[-1:]]
-            cold = cold or not all(_cached(path) for path in probed)
+            if not cold:
+                cold = not all(_cached(path) for path in [*paths[::PROBE_EVERY], *paths[-1:]])
             if cold:
                 for path in paths:
                     _will_need(path)

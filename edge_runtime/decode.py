@@ -194,12 +194,7 @@ def _plain_png(
         return None
     mode = "L" if structure.bits == 8 else "RGB"
     try:
-        spans = structure.plain
-        data = (
-            buf[spans[0][0] : spans[0][1]]
-            if len(spans) == 1
-            else b"".join(buf[start:end] for start, end in spans)
-        )
+        data = b"".join(buf[start:end] for start, end in structure.plain)
         if mode == "L" and into is not None and _fits(into, width, height):
             return _decoded_into(into, data, width, height)
         image = Image.frombytes(mode, (width, height), data, "zip", mode)

@@ -22,11 +22,10 @@ from importlib import resources
 from pathlib import Path
 
 from fmnist_edge.benchmarks.coldstart import infer_argv, run_process
-from fmnist_edge.benchmarks.infer_folder import bound, write_folders
+from fmnist_edge.benchmarks.infer_folder import bound, bracketed, write_folders
 from fmnist_edge.common.machine import usable_cores
 from fmnist_edge.dataset.files import load_split
 from fmnist_edge.edge_runtime.classifier import BUNDLED_MODEL
-from fmnist_edge.edge_runtime.threads import LAYOUTS
 
 HERE = Path(__file__).resolve().parent
 PATCHED = """
@@ -109,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
                 if proc.returncode != 0:
                     raise SystemExit(f"{name} failed: {proc.stderr}")
                 after = bound(model, test, usable_cores())
-                best = max((before[k] + after[k]) / 2 for k in LAYOUTS)
+                best = bracketed(before, after)
                 before = after
                 cpu = (proc.cpu_seconds or 0.0) * 1000 / args.images
                 results[name].append((args.images / proc.seconds / best, proc.seconds, cpu))

@@ -344,6 +344,32 @@ def test_a_corrupt_plain_png_with_a_slot_is_refused_in_the_full_paths_words():
         to_array(garbage, "raw", out=np.zeros((28, 28), dtype=np.uint8))
 
 
+def test_a_stream_short_of_its_last_rows_decodes_the_same_into_a_used_slot():
+    """Pillow takes a zlib stream that ends before the last row as no error, and leaves the
+    rows it lacks as they were: zeros in an image of its own, so zeros in a slot too, not the
+    pixels of the image decoded there before."""
+    import struct
+    import zlib
+
+    x = np.arange(28 * 28, dtype=np.uint8).reshape(28, 28)
+    rows = b"".join(b"\0" + row.tobytes() for row in x)
+    stream = zlib.compress(rows[: -29 * 2])  # two rows short
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", 28, 28, 8, 0, 0, 0, 0)
+    data = (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", stream) + chunk(b"IEND", b"")
+    )
+    alone = to_array(data, "raw")
+    assert (alone[:26] == x[:26]).all() and not alone[26:].any()
+    used = np.full((28, 28), 123, dtype=np.uint8)
+    np.testing.assert_array_equal(to_array(data, "raw", out=used), alone)
+
+
 def test_pngs_that_are_not_plain_take_the_full_path():
     """Palette, transparency, alpha, 16 bits, EXIF orientation, interlacing, a chunk between
     IDATs, a broken IHDR: Pillow's own open decides these (and orientation is still applied)."""

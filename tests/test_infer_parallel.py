@@ -368,8 +368,13 @@ def test_the_cache_probe_says_whether_a_file_would_wait_for_the_disk(tmp_path):
     png = tmp_path / "a.png"
     png.write_bytes(b"\x89PNG" * 100)
     assert batch._cached(str(png))
-    _evict(tmp_path)
-    assert not batch._cached(str(png))
+    evicted = []  # under load, something may read it back between the eviction and the probe
+    for _ in range(5):
+        _evict(tmp_path)
+        evicted.append(batch._cached(str(png)))
+        if not evicted[-1]:
+            break
+    assert evicted[-1] is False, evicted
     assert not batch._cached(str(tmp_path / "gone.png"))  # unreadable: read ahead (a no-op)
     (tmp_path / "empty.png").write_bytes(b"")
     assert batch._cached(str(tmp_path / "empty.png"))

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from fmnist_edge.common.machine import cpu_model, usable_cores
+from fmnist_edge.edge_runtime import fastpng
 from fmnist_edge.edge_runtime.batch import classify_inputs
 from fmnist_edge.edge_runtime.classifier import BUNDLED_MODEL
 from fmnist_edge.edge_runtime.interpreter import ALL_RUNTIMES
@@ -177,16 +178,21 @@ def _bytecode(folder: Path) -> Path:
 
 
 def layouts(folder: Path, n: int, model: Path | None, rep: int) -> dict[str, float]:
-    """Images/s of the folder pipeline in this process (classify_inputs), each layout; which
-    goes first alternates with ``rep``, so that a load that rises or falls favours neither."""
+    """Images/s of the folder pipeline in this process (classify_inputs), each layout, and the
+    default layout with every image decoded in Python ("pillow": without the C decode, as an
+    install without a compiler runs); their order alternates with ``rep``, so that a load
+    that rises or falls favours none."""
+    runs = [(layout, layout, True) for layout in LAYOUTS]
+    runs.append(("pillow", plan_threads().layout, False))
     out = {}
-    for layout in LAYOUTS[:: -1 if rep % 2 else 1]:
+    for name, layout, native in runs[:: -1 if rep % 2 else 1]:
         pool = InterpreterPool.for_plan(plan_threads(usable_cores(), layout), model)
         start = time.perf_counter()
-        done = sum(1 for o in classify_inputs(pool, [folder], mode="auto") if o.ok)
+        outcomes = classify_inputs(pool, [folder], mode="auto", native=native)
+        done = sum(1 for o in outcomes if o.ok)
         if done != n:
             raise RuntimeError(f"{n - done} images of {folder} failed")
-        out[layout] = n / (time.perf_counter() - start)
+        out[name] = n / (time.perf_counter() - start)
     return out
 
 
@@ -205,6 +211,7 @@ def measure(args: argparse.Namespace) -> dict:
         "model": str(model_file),
         "ai_edge_litert": dist_version("ai-edge-litert"),
         "default_plan": plan_threads().to_dict(),
+        "decode": fastpng.describe(),
         "runtime": args.runtime,
         "runtime_version": dist_version(args.runtime) if args.runtime else None,
         "images": args.images,
@@ -277,7 +284,9 @@ def summarize(report: dict) -> dict:
     reps = report["reps"]
     out: dict[str, Any] = {
         "bound": {k: statistics.median([r["bound"][k] for r in reps]) for k in reps[0]["bound"]},
-        "layouts": {k: statistics.median([r["layouts"][k] for r in reps]) for k in LAYOUTS},
+        "layouts": {
+            k: statistics.median([r["layouts"][k] for r in reps]) for k in reps[0]["layouts"]
+        },
     }
     for n in report["images"]:
         out[str(n)] = {
@@ -325,7 +334,11 @@ def render(report: dict) -> str:
         "each layout's mean of the runs either side of its defaults run",
         f"folder pipeline in-process: {report['cores']} interpreters x 1 thread "
         f"{lay['interpreters']:,.0f} img/s, 1 interpreter x {report['cores']} threads "
-        f"{lay['threads']:,.0f} img/s (the default: {report['default_plan']['text']})",
+        f"{lay['threads']:,.0f} img/s (the default: {report['default_plan']['text']})"
+        + (
+            f"; every image decoded by Pillow {lay['pillow']:,.0f} img/s" if "pillow" in lay else ""
+        ),
+        f"decode: {report.get('decode', 'Pillow')}",
         "",
         "| images | defaults s | img/s | ratio to bound | CPU ms/img | peak RSS MiB "
         "| --threads 1 s | img/s | ratio | CPU ms/img | peak RSS MiB | same submission |",

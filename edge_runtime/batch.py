@@ -22,6 +22,7 @@ import numpy as np
 
 from fmnist_edge.common.errors import ImageError
 
+from . import fastpng
 from .budget import DecodeLimits
 from .checks import check_top_k
 from .classifier import Classifier, Prediction
@@ -176,22 +177,35 @@ def _classify_chunk(
     mode: str,
     top_k: int,
     limits: DecodeLimits | None = None,
+    native: bool = True,
 ):
     """In a worker thread: decode each input of the chunk within ``limits`` into the next slot
     of the chunk's batch (a bad one becomes its error Outcome, and the next takes its slot),
-    then classify the batch in one call on a borrowed interpreter."""
+    then classify the batch in one call on a borrowed interpreter. With ``native``, the C
+    decode (fastpng) first takes what it can of the chunk, the k-th good input into slot k; the
+    runtime's own ``to_array`` decodes the rest."""
     out = []
     size, color = pool.first.image_size, pool.first.color
+    limits = limits or DecodeLimits()
     # (N, H, W[, 3]) uint8: the model's size and colour ((28, 28) for Fashion-MNIST's)
     batch = np.empty((len(items), *pool.first.image_shape), dtype=np.uint8)
-    n = 0
+    status = b""
+    if native and fastpng.takes(mode, size, color, limits):
+        status = fastpng.decode([item.path for item in items if item.ok], batch, limits)
+    n = k = 0  # slots filled; good inputs seen (slot k holds the k-th one's C decode)
     for item in items:
         if item.ok:
-            try:
-                to_array(item.path, mode, size, color, limits=limits, out=batch[n])
+            if k < len(status) and status[k] == fastpng.TAKEN:
+                if k != n:  # a bad input before it: its slot moves up (n < k: never clobbered)
+                    batch[n] = batch[k]
                 n += 1
-            except ImageError as exc:
-                item = Outcome(item.path, error=str(exc))
+            else:
+                try:
+                    to_array(item.path, mode, size, color, limits=limits, out=batch[n])
+                    n += 1
+                except ImageError as exc:
+                    item = Outcome(item.path, error=str(exc))
+            k += 1
         out.append(item)
     if not n:
         return out
@@ -208,6 +222,7 @@ def classify_inputs(
     chunk: int = CHUNK,
     workers: int | None = None,
     limits: DecodeLimits | None = None,
+    native: bool = True,
 ) -> Iterator[Outcome]:
     """Outcomes for every image the arguments name, in order, streamed chunk by chunk, each
     decoded within ``limits`` (None: the defaults). A bad input becomes an error Outcome; the
@@ -216,14 +231,16 @@ def classify_inputs(
     With an InterpreterPool, ``workers`` threads (default: the pool's ``workers``) each decode a
     chunk and classify it on an interpreter of the pool, while the next chunks are decoded;
     at most ``2 * workers`` chunks are in flight, so memory stays flat however many images
-    there are. A Classifier alone works in the caller's thread, one chunk after another."""
+    there are. A Classifier alone works in the caller's thread, one chunk after another.
+    ``native``: plain gray PNGs go to the C decode where it is built (fastpng); False decodes
+    every image in Python (the same pixels)."""
     check_top_k(top_k)
     pool = clf if isinstance(clf, InterpreterPool) else InterpreterPool.of(clf)
     # photo and auto are Fashion-MNIST's: raw for other models (to_array only reads the record)
     mode = pool.first.resolve_mode(mode)
 
     def classify(items: list[Outcome]) -> list[Outcome]:
-        return _classify_chunk(pool, items, mode, top_k, limits)
+        return _classify_chunk(pool, items, mode, top_k, limits, native)
 
     # another interpreter is made only when there is a chunk for it
     chunks = pool.feeding(_read_ahead(_chunks(expand_inputs(args), chunk)))

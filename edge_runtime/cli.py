@@ -180,6 +180,7 @@ def main(
     from fmnist_edge.common.nativelog import native_stderr_captured
 
     try:
+        from . import fastpng
         from .batch import classify_inputs
         from .output import csv_header, csv_line, csv_row, json_line, submission_writer, text_line
         from .threads import DEFAULT_LAYOUT, InterpreterPool, plan_threads
@@ -209,6 +210,7 @@ def main(
     else:
         how = clf.model.describe()
         say(f"engine local: {plan}" + (f"; {how}" if how else ""))
+        say(f"decode: {fastpng.describe()}")
         outcomes = classify_inputs(pool, images, mode=mode, top_k=top_k, limits=limits)
 
     # Results stream: each is printed, and its submission row written to a temporary file

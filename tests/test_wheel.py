@@ -47,7 +47,9 @@ def _site_dirs() -> list[str]:
     return [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")]
 
 
-def test_wheel_classifies_without_tensorflow(wheel, tmp_path):
+def _installed(wheel: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A fresh venv with ``wheel`` installed and tensorflow and keras made unimportable: its
+    folder, and the environment to run it in."""
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=False)
     py = env_dir / "bin" / "python"
@@ -60,17 +62,29 @@ def test_wheel_classifies_without_tensorflow(wheel, tmp_path):
     blocker.mkdir()
     for name in ("tensorflow", "keras"):
         (blocker / f"{name}.py").write_text(f"raise ImportError('no {name} on this device')\n")
-    env = {"PYTHONPATH": str(blocker), "PATH": f"{env_dir / 'bin'}:/usr/bin:/bin"}
-    examples = REPO / "docs" / "examples"
-    proc = subprocess.run(
-        [str(env_dir / "bin" / "fmnist-infer"), "--json", str(examples)],
+    return env_dir, {"PYTHONPATH": str(blocker), "PATH": f"{env_dir / 'bin'}:/usr/bin:/bin"}
+
+
+def _classify_examples(
+    env_dir: Path, env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(env_dir / "bin" / "fmnist-infer"), "-v", "--json", str(REPO / "docs" / "examples")],
         capture_output=True,
         text=True,
         env=env,
-        cwd=tmp_path,  # not the checkout: nothing of it may be imported
+        cwd=cwd,  # not the checkout: nothing of it may be imported
         timeout=120,
     )
+
+
+def test_wheel_classifies_without_tensorflow(wheel, tmp_path):
+    assert wheel.name.endswith("-py3-none-any.whl")  # any machine's, the emulated Pi's
+    env_dir, env = _installed(wheel, tmp_path)
+    py = env_dir / "bin" / "python"
+    proc = _classify_examples(env_dir, env, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "decode: Pillow (the C decode is not built)" in proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(rows) == 10 and sum(r["label"] == "Ankle boot" for r in rows) == 1
     where = subprocess.run(
@@ -92,3 +106,28 @@ def test_wheel_classifies_without_tensorflow(wheel, tmp_path):
     code = "import PIL, numpy, ai_edge_litert as a; print(PIL.__file__, numpy.__file__, a.__file__)"
     out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, env=env).stdout
     assert out.split() == [PIL.__file__, numpy.__file__, ai_edge_litert.__file__]
+
+
+def test_a_wheel_built_here_carries_the_c_decode_and_gives_the_same_results(
+    wheel, tmp_path_factory
+):
+    """A wheel built without FMNIST_EDGE_PURE: the C decode where this machine built it for the
+    editable install too (a compiler, Python's headers and zlib's), and the pure wheel's
+    results."""
+    from fmnist_edge.edge_runtime import fastpng
+
+    work = tmp_path_factory.mktemp("native-wheel")
+    native = build_project_wheel(work, work / "build.log", pure=False)
+    built = [n for n in zipfile.ZipFile(native).namelist() if "/_fastpng." in n]
+    assert bool(built) == fastpng.AVAILABLE, built
+    if not built:
+        pytest.skip("no C compiler, Python headers or zlib headers here: the pure wheel only")
+    results = {}
+    for name, which in (("pure", wheel), ("native", native)):
+        env_dir, env = _installed(which, work / name)
+        proc = _classify_examples(env_dir, env, work)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        results[name] = proc.stdout
+        if name == "native":
+            assert "decode: C for plain gray PNGs of the model's size" in proc.stderr
+    assert results["native"] == results["pure"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -132,10 +133,11 @@ def host_venv(venv: Path, wheels: Path, reqs: list[str], log: Path) -> Path:
     return python
 
 
-def build_project_wheel(work: Path, log: Path) -> Path:
+def build_project_wheel(work: Path, log: Path, pure: bool = True) -> Path:
     """fmnist-edge's wheel from this checkout (tracked and untracked, not ignored, files; not
     a virtualenv made inside it, `python3 -m venv V`), built in a copy so the checkout gets no
-    build/ or egg-info."""
+    build/ or egg-info. ``pure``: without the C decode (setup.py's FMNIST_EDGE_PURE), a wheel
+    for any machine, as the emulated Pi needs; else with it, built for this one."""
     src = work / "src"
     listing = run_process(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO)
     if listing.returncode or not listing.stdout:
@@ -165,6 +167,7 @@ def build_project_wheel(work: Path, log: Path) -> Path:
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "FMNIST_EDGE_PURE": "1" if pure else "0"},
         )
     wheels = list(dist.glob("fmnist_edge-*.whl"))
     if proc.returncode or len(wheels) != 1:

@@ -107,13 +107,20 @@ def run_process(
     )
 
 
-def infer_argv(*args: str | os.PathLike) -> list[str]:
+def infer_argv(*args: str | os.PathLike, native: bool = True) -> list[str]:
     """``fmnist-infer ARGS...``, as its console script runs it, by this interpreter (whether or
-    not the package is installed)."""
+    not the package is installed). ``native=False``: with the C decode off
+    (``classify_inputs(native=False)``), as an install without it runs."""
     script = (
         "import sys; from fmnist_edge.edge_runtime.cli import main; "
         "sys.argv[0] = 'fmnist-infer'; main()"
     )
+    if not native:
+        script = (
+            "import functools; from fmnist_edge.edge_runtime import batch; "
+            "batch.classify_inputs = functools.partial(batch.classify_inputs, native=False); "
+            + script
+        )
     return [sys.executable, "-c", script, *map(str, args)]
 
 

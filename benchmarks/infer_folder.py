@@ -2,7 +2,7 @@
 with every core: how much of this machine's interpreter speed a user gets.
 
     python -m fmnist_edge.benchmarks.infer_folder [--images 1000,10000,100000] [--reps 3] \
-        [--model M.tflite] [--ray] [--runtime openvino] [--out infer_folder.json]
+        [--model M.tflite] [--ray] [--runtime openvino] [--pillow] [--out infer_folder.json]
 
 The folders hold the official test images as 28x28 PNGs (beyond 10,000, the same files again
 as hard links), in a temporary folder removed at the end. Each rep measures, one after the
@@ -18,6 +18,9 @@ smallest folder, against the local engine. ``--runtime R`` adds ``fmnist-infer D
 on every folder, next to the defaults (which of the two goes first alternates with the rep),
 with the ratio of its images/s to the defaults', its labels' agreement with theirs and both
 accuracies (from the submission files), and R's own bare bound (batches of 256, every core).
+``--pillow`` adds fmnist-infer with the C decode off (fastpng: every image decoded by Pillow,
+as an install without the extension runs), next to the defaults in the same way, against the
+same bound. The in-process pipeline is measured that way in every rep.
 """
 
 from __future__ import annotations
@@ -156,10 +159,14 @@ def _labels(submission: Path) -> np.ndarray:
     return np.array([int(row.rsplit(",", 1)[1]) for row in rows])
 
 
-def infer_process(folder: Path, n: int, sub: Path, model: Path | None, *extra: str) -> dict:
+def infer_process(
+    folder: Path, n: int, sub: Path, model: Path | None, *extra: str, native: bool = True
+) -> dict:
     """``fmnist-infer FOLDER --submission SUB [EXTRA]`` as a new process: wall, peak RSS. Its
-    modules are compiled once, beside the folders (``_bytecode``), as an install has them."""
-    argv = infer_argv(folder, "--submission", sub, *extra, *(["--model", model] if model else []))
+    modules are compiled once, beside the folders (``_bytecode``), as an install has them.
+    ``native=False``: the C decode off (coldstart.infer_argv)."""
+    model_args = ["--model", model] if model else []
+    argv = infer_argv(folder, "--submission", sub, *extra, *model_args, native=native)
     proc = run_process(argv, timeout=max(120.0, n / 50.0), bytecode=_bytecode(folder))
     if proc.returncode != 0:
         raise RuntimeError(f"fmnist-infer {' '.join(extra)} failed: {proc.stderr}")
@@ -238,9 +245,13 @@ def measure(args: argparse.Namespace) -> dict:
                 other_sub = root / f"runtime{n}.csv"
                 if args.runtime and len(report["reps"]) % 2:  # it goes first in odd reps
                     other = infer_process(folder, n, other_sub, model, "--runtime", args.runtime)
+                if args.pillow and len(report["reps"]) % 2:  # the C decode off: first in odd reps
+                    pillow = infer_process(folder, n, root / f"pillow{n}.csv", model, native=False)
                 default = infer_process(folder, n, subs[0], model)
                 if args.runtime and not len(report["reps"]) % 2:
                     other = infer_process(folder, n, other_sub, model, "--runtime", args.runtime)
+                if args.pillow and not len(report["reps"]) % 2:
+                    pillow = infer_process(folder, n, root / f"pillow{n}.csv", model, native=False)
                 after = bound(model_file, test[: args.bound_images], cores)
                 rep["bounds"].append(after)
                 best = bracketed(before, after)
@@ -253,6 +264,14 @@ def measure(args: argparse.Namespace) -> dict:
                     "threads_1": {**one, "ratio": one["images_per_s"] / best},
                     "same_submission": same,
                 }
+                if args.pillow:
+                    rep[str(n)]["pillow"] = {
+                        **pillow,
+                        "ratio": pillow["images_per_s"] / best,
+                        "same_submission": filecmp.cmp(
+                            subs[0], root / f"pillow{n}.csv", shallow=False
+                        ),
+                    }
                 if args.runtime:
                     ours, theirs = _labels(subs[0]), _labels(other_sub)
                     truth = labels[np.arange(n) % len(labels)]
@@ -297,6 +316,11 @@ def summarize(report: dict) -> dict:
             for how in ("defaults", "threads_1")
         }
         out[str(n)]["same_submission"] = all(r[str(n)]["same_submission"] for r in reps)
+        if "pillow" in reps[0][str(n)]:
+            runs = [r[str(n)]["pillow"] for r in reps]
+            keys = ("seconds", "images_per_s", "rss_mib", "ratio", "cpu_ms")
+            out[str(n)]["pillow"] = {k: statistics.median(r[k] for r in runs) for k in keys}
+            out[str(n)]["pillow"]["same_submission"] = all(r["same_submission"] for r in runs)
     if report.get("runtime"):
         out["runtime_bound"] = statistics.median(r["runtime_bound"] for r in reps)
         for n in report["images"]:
@@ -356,6 +380,15 @@ def render(report: dict) -> str:
                 f"{r['rss_mib']:.1f}",
             ]
         lines.append(f"| {' | '.join(cells)} | {s[str(n)]['same_submission']} |")
+    for n in report["images"]:
+        p = s[str(n)].get("pillow")
+        if p:
+            lines.append(
+                f"\nthe C decode off (every image decoded by Pillow), {n:,} images, alternating "
+                f"with the defaults: {p['seconds']:.2f} s, {p['images_per_s']:,.0f} img/s, ratio "
+                f"to bound {p['ratio']:.2f}, {p['cpu_ms']:.3f} CPU ms/img, {p['rss_mib']:.1f} MiB; "
+                f"same submission: {p['same_submission']}"
+            )
     if "ray" in s:
         n0 = min(report["images"])
         lines.append(
@@ -402,6 +435,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ray", action="store_true", help="also --engine ray, smallest folder")
     parser.add_argument(
         "--runtime", choices=ALL_RUNTIMES, default=None, help="also fmnist-infer --runtime R"
+    )
+    parser.add_argument(
+        "--pillow",
+        action="store_true",
+        help="also fmnist-infer with the C decode off, right after each defaults run",
     )
     parser.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX files")
     parser.add_argument("--out", default=None, help="also write the report as JSON here")

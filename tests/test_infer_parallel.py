@@ -487,8 +487,9 @@ def test_infer_folder_benchmark_runs_and_reports(tmp_path, capsys, fmnist_test):
     from fmnist_edge.benchmarks import infer_folder
 
     out = tmp_path / "report.json"
-    infer_folder.main(["--images", "70,20", "--reps", "1", "--bound-images", "512", "--out",
-                       str(out)])
+    infer_folder.main(
+        ["--images", "70,20", "--reps", "1", "--bound-images", "512", "--pillow", "--out", str(out)]
+    )
     report = json.loads(out.read_text())
     assert report["images"] == [20, 70] and len(report["reps"]) == 1
     s = report["summary"]
@@ -499,6 +500,8 @@ def test_infer_folder_benchmark_runs_and_reports(tmp_path, capsys, fmnist_test):
         assert s[n]["same_submission"] is True  # defaults and --threads 1 agree
         assert s[n]["defaults"]["ratio"] > 0 and s[n]["defaults"]["rss_mib"] > 10
         assert s[n]["threads_1"]["cpu_ms"] > s["bound"]["interpreters_cpu_ms"]  # decode too
+        assert s[n]["pillow"]["same_submission"] is True  # the C decode off: the same rows
+        assert s[n]["pillow"]["ratio"] > 0
     assert s["goal"]["met"] is False  # 10,000 images were not measured
     rep = report["reps"][0]
     assert len(rep["bounds"]) == 3  # before the first folder's defaults, after each
@@ -508,8 +511,11 @@ def test_infer_folder_benchmark_runs_and_reports(tmp_path, capsys, fmnist_test):
         ratio = rep[n]["defaults"]["images_per_s"] / best
         assert rep[n]["defaults"]["ratio"] == pytest.approx(ratio)
     printed = capsys.readouterr().out
-    assert "| 70 |" in printed and "goal (defaults >= 0.80 of the bound on 10,000 PNGs): not " \
-        "measured" in printed
+    assert "the C decode off (every image decoded by Pillow), 70 images" in printed
+    assert (
+        "| 70 |" in printed
+        and "goal (defaults >= 0.80 of the bound on 10,000 PNGs): not measured" in printed
+    )
     with pytest.raises(SystemExit):
         infer_folder.main(["--images", "ten"])
     assert "--images 'ten': comma-separated image counts" in capsys.readouterr().err

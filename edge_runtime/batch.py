@@ -66,10 +66,19 @@ def _directory_images(directory: Path) -> list[str]:
             for e in entries
             if not e.name.startswith(".")
             and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES
-            and e.is_file()
+            and _listed(e)
         ]
     names.sort()
     return names
+
+
+def _listed(entry: os.DirEntry) -> bool:
+    """A regular file, or one that cannot be told (a symlink loop): listed, so that reading it
+    gives its own error line, not the whole directory's."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return True
 
 
 def expand_inputs(args: Iterable[str | os.PathLike]) -> Iterator[Outcome]:

@@ -386,6 +386,19 @@ def test_the_cache_probe_says_whether_a_file_would_wait_for_the_disk(tmp_path):
     assert batch._cached(str(tmp_path / "empty.png"))
 
 
+def test_a_symlink_loop_in_a_folder_gets_its_own_line_and_the_rest_are_classified(
+    tmp_path, fmnist_test
+):
+    """Before, telling whether the loop was a file raised, and the folder got one line:
+    "cannot list directory (Too many levels of symbolic links)"."""
+    Image.fromarray(fmnist_test.images[0]).save(tmp_path / "a.png")
+    os.symlink(tmp_path / "loop.png", tmp_path / "loop.png")
+    got = list(classify_inputs(Classifier(threads=1), [tmp_path]))
+    assert [(Path(o.path).name, o.ok) for o in got] == [("a.png", True), ("loop.png", False)]
+    assert got[1].error.startswith(f"{tmp_path / 'loop.png'}: ")
+    assert "symbolic links" in got[1].error
+
+
 def test_the_read_ahead_does_not_wait_on_a_fifo_or_a_missing_file(tmp_path, fmnist_test):
     os.mkfifo(tmp_path / "pipe.png")  # opened without O_NONBLOCK, this would block forever
     Image.fromarray(fmnist_test.images[0]).save(tmp_path / "shirt.png")

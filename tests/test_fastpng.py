@@ -2,14 +2,16 @@
 pixels for every file it takes, every other file left to the runtime's own decode, and the
 folder pipeline's outcomes the same with and without it.
 
-The PNGs are written here byte by byte (``png``), so each row filter, chunk layout and fault is
-the one the test names; Pillow decodes the same files as the reference."""
+The PNGs are written byte by byte (``png``, with tools/fastpng_fuzz.py's chunk and scanline
+writers), so each row filter, chunk layout and fault is the one the test names; Pillow decodes
+the same files as the reference."""
 
 from __future__ import annotations
 
 import os
 import random
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -23,6 +25,9 @@ from fmnist_edge.edge_runtime.batch import classify_inputs
 from fmnist_edge.edge_runtime.budget import DecodeLimits
 from fmnist_edge.edge_runtime.classifier import Classifier
 from fmnist_edge.edge_runtime.preprocess import to_array
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tools/: a checkout's only
+from tools import fastpng_fuzz as fuzz_tool  # noqa: E402
 
 if os.environ.get("FMNIST_EDGE_REQUIRE_NATIVE") != "1" and not fastpng.AVAILABLE:
     pytest.skip("the C decode is not built here (setup.py)", allow_module_level=True)
@@ -38,39 +43,14 @@ def test_the_c_decode_is_built():
 
 
 def chunk(kind: bytes, data: bytes, crc: int | None = None) -> bytes:
-    crc = zlib.crc32(kind + data) if crc is None else crc
+    """A PNG chunk, its CRC right unless ``crc`` is given."""
+    if crc is None:
+        return fuzz_tool.chunk(kind, data)
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 
 
 def header(width: int, height: int, depth: int = 8, colour: int = 0, interlace: int = 0):
     return struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, interlace)
-
-
-def filtered(pixels: np.ndarray, filters: list[int]) -> bytes:
-    """(H, W) uint8 -> PNG scanlines, row y filtered with filters[y % len(filters)]."""
-    h, w = pixels.shape
-    p = pixels.astype(np.int32)
-    out = bytearray()
-    for y in range(h):
-        f = filters[y % len(filters)]
-        up = p[y - 1] if y else np.zeros(w, np.int32)
-        left = np.concatenate([[0], p[y, :-1]])
-        corner = np.concatenate([[0], up[:-1]])
-        if f == 0:
-            pred = np.zeros(w, np.int32)
-        elif f == 1:
-            pred = left
-        elif f == 2:
-            pred = up
-        elif f == 3:
-            pred = (left + up) >> 1
-        else:
-            est = left + up - corner
-            pa, pb, pc = abs(est - left), abs(est - up), abs(est - corner)
-            pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, corner))
-        out.append(f)
-        out += ((p[y] - pred) % 256).astype(np.uint8).tobytes()
-    return bytes(out)
 
 
 def png(
@@ -88,7 +68,7 @@ def png(
     ``idat`` IDAT chunks, ``between`` (a chunk) after the first of them, the chunks ``before``
     and ``after`` the IDATs, ``ihdr`` and ``end`` in place of the usual IHDR and IEND."""
     h, w = pixels.shape
-    data = zlib.compress(filtered(pixels, list(filters))) if stream is None else stream
+    data = zlib.compress(fuzz_tool.rows_of(pixels, list(filters))) if stream is None else stream
     cut = [data[len(data) * i // idat : len(data) * (i + 1) // idat] for i in range(idat)]
     idats = [chunk(b"IDAT", part) for part in cut]
     if between:
@@ -190,7 +170,7 @@ def test_pillows_own_pngs_of_the_official_test_set(tmp_path, fmnist_test):
 def _left_files(tmp_path: Path) -> dict[str, Path]:
     """Files the C decode must leave, each to the Python decode's pixels or its error line."""
     pixels = pixels_of(5)
-    rows = filtered(pixels, [4])
+    rows = fuzz_tool.rows_of(pixels, [4])
     good = png(pixels, filters=(4,))
     bad_crc = chunk(b"IHDR", header(28, 28), crc=zlib.crc32(b"IHDR" + header(28, 28)) ^ 1)
     adler_wrong = bytearray(zlib.compress(rows))
@@ -340,21 +320,8 @@ def test_fuzzed_pngs_are_left_or_decoded_to_the_runtimes_pixels(tmp_path):
     ]
     paths, taken = [], 0
     for n in range(600):
-        data = bytearray(rng.choice(seeds))
-        for _ in range(rng.randint(1, 3)):
-            at = rng.randrange(len(data))
-            how = rng.randrange(4)
-            if how == 0:
-                data[at] ^= 1 << rng.randrange(8)
-            elif how == 1:
-                data[at] = rng.randrange(256)
-            elif how == 2:
-                del data[at:]
-                data += bytes(rng.randrange(3))
-            else:
-                data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 4)))
         paths.append(tmp_path / f"{n:03d}.png")
-        paths[-1].write_bytes(bytes(data))
+        paths[-1].write_bytes(fuzz_tool.mutated(rng, seeds))  # the fuzzer's, run under ASan there
     status, out = decoded(paths)
     for path, s, pixels in zip(paths, status, out, strict=True):
         if s == fastpng.TAKEN:

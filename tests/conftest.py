@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -165,3 +167,16 @@ def _private_hint_cache(tmp_path_factory, monkeypatch):
     """fmnist-bench records which runtime was fastest for fmnist-infer --verbose in the user's
     cache (edge_runtime/hints.py): a test's runs write into a folder of their own instead."""
     monkeypatch.setenv("FMNIST_EDGE_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture
+def copy_run(tmp_path):
+    """``copy_run(cfg, **changes)``: a TrainConfig with its run directory copied, hidden files
+    too, to tmp_path / "run" (the fixture's run stays as it is for the other tests), and
+    ``changes`` applied."""
+
+    def copy(cfg, **changes):
+        shutil.copytree(cfg.out, tmp_path / "run")
+        return dataclasses.replace(cfg, out=tmp_path / "run", **changes)
+
+    return copy

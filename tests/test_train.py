@@ -3,10 +3,8 @@ data-parallel training, and the command's error exits."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -85,19 +83,12 @@ def interrupted(tmp_path_factory):
     return cfg
 
 
-def _copy(cfg: TrainConfig, tmp_path, **changes) -> TrainConfig:
-    """``cfg`` (and ``changes``) with its run directory copied, hidden files too, to
-    tmp_path / "run"."""
-    shutil.copytree(cfg.out, tmp_path / "run")
-    return dataclasses.replace(cfg, out=tmp_path / "run", **changes)
-
-
-def test_resume_after_an_interrupted_run(tmp_path, interrupted):
+def test_resume_after_an_interrupted_run(interrupted, copy_run):
     out = interrupted.out  # as Ctrl-C left it
     assert json.loads((out / "state.json").read_text())["epoch"] == 1
     assert not (out / "metrics.json").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # nothing torn
-    cfg = _copy(interrupted, tmp_path)
+    cfg = copy_run(interrupted)
     out = cfg.out
     with pytest.raises(Exception, match="already holds a run"):
         train(cfg)  # without --resume the run is never overwritten
@@ -117,10 +108,10 @@ def test_resume_after_an_interrupted_run(tmp_path, interrupted):
         train(TrainConfig(**{**cfg.__dict__, "resume": True}))
 
 
-def test_resume_keeps_the_plateau_counters(tmp_path, interrupted):
+def test_resume_keeps_the_plateau_counters(interrupted, copy_run):
     """--resume continues ReduceLROnPlateau where it stopped: its best val_loss and its wait
     count (Keras resets both when fit starts; a resumed run must not)."""
-    cfg = _copy(interrupted, tmp_path, epochs=2)  # resumed for one more epoch
+    cfg = copy_run(interrupted, epochs=2)  # resumed for one more epoch
     state_path = cfg.out / "state.json"
     state = json.loads(state_path.read_text())
     best = state["reduce_lr"]["best"]

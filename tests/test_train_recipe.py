@@ -5,7 +5,6 @@ directory that is the single source of its settings on --resume."""
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import shutil
 
@@ -200,12 +199,6 @@ def cosine_run(tmp_path_factory):
     return cfg
 
 
-def _copy(cfg: TrainConfig, tmp_path) -> TrainConfig:
-    """``cfg`` with its run directory copied to tmp_path / "run"."""
-    shutil.copytree(cfg.out, tmp_path / "run")
-    return dataclasses.replace(cfg, out=tmp_path / "run")
-
-
 def test_resume_takes_the_settings_from_the_run(cosine_run):
     cfg = cosine_run
     resumed = resolve_settings({"epochs": 2}, cfg.out, None, resume=True)
@@ -217,8 +210,8 @@ def test_resume_takes_the_settings_from_the_run(cosine_run):
         resolve_settings({"cosine": False, "epochs": 2}, cfg.out, None, resume=True)
 
 
-def test_extending_a_finished_cosine_run_trains(tmp_path, cosine_run):
-    cfg = _copy(cosine_run, tmp_path)
+def test_extending_a_finished_cosine_run_trains(cosine_run, copy_run):
+    cfg = copy_run(cosine_run)
     before = [w.numpy() for w in keras.models.load_model(cfg.out / "last.keras").weights]
     metrics = train(resolve_settings({"epochs": 2}, cfg.out, None, resume=True))
     rows = _history(cfg.out / "history.csv")

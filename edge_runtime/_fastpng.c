@@ -255,10 +255,10 @@ static PyObject *decode_gray(PyObject *self, PyObject *args)
                      height);
         goto done;
     }
-    seq = PySequence_Fast(paths, "decode_gray: paths must be a sequence");
+    seq = PySequence_Tuple(paths); /* a copy: an __fspath__ below cannot change its length */
     if (seq == NULL)
         goto done;
-    n = PySequence_Fast_GET_SIZE(seq);
+    n = PyTuple_GET_SIZE(seq);
     if ((size_t)out.len / ((size_t)height * width) < (size_t)n) {
         PyErr_SetString(PyExc_ValueError, "decode_gray: out holds fewer images than paths");
         goto done;
@@ -274,7 +274,7 @@ static PyObject *decode_gray(PyObject *self, PyObject *args)
         goto done;
     }
     for (i = 0; i < n; i++) { /* str, bytes or os.PathLike; a name that cannot be one: LEFT */
-        if (!PyUnicode_FSConverter(PySequence_Fast_GET_ITEM(seq, i), &names[i])) {
+        if (!PyUnicode_FSConverter(PyTuple_GET_ITEM(seq, i), &names[i])) {
             PyErr_Clear();
             names[i] = NULL;
         }

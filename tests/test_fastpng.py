@@ -270,6 +270,19 @@ def test_bad_arguments(tmp_path):
     frozen.flags.writeable = False
     with pytest.raises((TypeError, ValueError, BufferError)):
         fastpng.decode(["a"], frozen, LIMITS)
+    # the paths are copied before any is converted: an __fspath__ that empties the list
+    # cannot make the C code read past its end
+    good = tmp_path / "good.png"
+    good.write_bytes(png(pixels_of(3)))
+    paths: list = []
+
+    class Emptying:
+        def __fspath__(self):
+            paths.clear()
+            return str(good)
+
+    paths += [Emptying(), good, str(good)]
+    assert fastpng.decode(paths, np.zeros((3, 28, 28), np.uint8), LIMITS) == bytes(3)
     # a name no file can have is left, not an exception
     assert fastpng.decode(["a\0b", 17], out, LIMITS) == b"\x01\x01"
 

@@ -115,7 +115,8 @@ def to_dict(
             drop_pp=_num(cmp.drop_pp),
             agreement=_num(cmp.agreement),
             per_class_drop_pp={
-                name: _num(d) for name, d in zip(ev.class_names, cmp.per_class_drop_pp, strict=True)
+                name: _num(d)
+                for name, d in zip(ev.class_names, cmp.per_class_drop_pp, strict=True)
             },
             confusion_diff=cmp.confusion_diff.tolist(),
             changed_count=int(cmp.changed.size),

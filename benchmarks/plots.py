@@ -151,12 +151,8 @@ def changed_grid(
         ax.axis("off")
     for ax, img, y, b, a in zip(axes.flat, images, labels, before, after, strict=False):
         img = np.asarray(img)
-        ax.imshow(
-            img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img,
-            cmap="gray",
-            vmin=0,
-            vmax=255,
-        )
+        ax.imshow(img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img, cmap="gray",
+                  vmin=0, vmax=255)
         colour = "green" if a == y else "red" if b == y else "black"
         ax.set_title(
             f"{class_names[y]}\n{class_names[b]} -> {class_names[a]}", fontsize=7, color=colour

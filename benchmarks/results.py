@@ -197,7 +197,9 @@ def parse_spec(spec: str, what: str = "REPORT_DIR", plain_ok: bool = False) -> t
 )
 @debug_option
 @handle_errors
-def main(reports: tuple[str, ...], out: Path | None, formats: tuple[str, ...], debug: bool) -> None:
+def main(
+    reports: tuple[str, ...], out: Path | None, formats: tuple[str, ...], debug: bool
+) -> None:
     """Lay out fmnist-bench reports, NAME=REPORT_DIR each, as one results table."""
     if out is not None:
         results_document(out, "--out")  # a file of prose is refused before reading reports

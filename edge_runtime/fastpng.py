@@ -6,7 +6,7 @@ It gives the pixels that decode.py's plain-PNG path gives; any file it is not su
 that decode, which then decodes it or says what is wrong, in its own words. It is built where
 the install finds a C compiler and zlib (setup.py); without it the runtime decodes every image in
 Python, as fmnist-infer --verbose says (``describe``). On the 2-core EPYC it takes a 28x28 PNG in
-about 20 us against 60-70 us for ``to_array``, and takes fmnist-infer on 10,000 PNGs from 0.80
+about 14 us against 60-80 us for ``to_array``, and takes fmnist-infer on 10,000 PNGs from 0.80
 to 0.92 of the bare interpreter's speed, measured in one run (docs/benchmarks.md).
 
 Only folders come here (batch.py); fmnist-serve's uploads are decoded by Pillow.

@@ -185,21 +185,20 @@ def _classify_chunk(
     items: list[Outcome],
     mode: str,
     top_k: int,
-    limits: DecodeLimits | None = None,
-    native: bool = True,
+    limits: DecodeLimits,
+    native: bool,
 ):
     """In a worker thread: decode each input of the chunk within ``limits`` into the next slot
     of the chunk's batch (a bad one becomes its error Outcome, and the next takes its slot),
-    then classify the batch in one call on a borrowed interpreter. With ``native``, the C
-    decode (fastpng) first takes what it can of the chunk, the k-th good input into slot k; the
-    runtime's own ``to_array`` decodes the rest."""
+    then classify the batch in one call on a borrowed interpreter. With ``native`` (the C
+    decode takes this model's files: fastpng.takes), it first takes what it can of the chunk,
+    the k-th good input into slot k; the runtime's own ``to_array`` decodes the rest."""
     out = []
     size, color = pool.first.image_size, pool.first.color
-    limits = limits or DecodeLimits()
     # (N, H, W[, 3]) uint8: the model's size and colour ((28, 28) for Fashion-MNIST's)
     batch = np.empty((len(items), *pool.first.image_shape), dtype=np.uint8)
     status = b""
-    if native and fastpng.takes(mode, size, color, limits):
+    if native:
         status = fastpng.decode([item.path for item in items if item.ok], batch, limits)
     n = k = 0  # slots filled; good inputs seen (slot k holds the k-th one's C decode)
     for item in items:
@@ -247,6 +246,9 @@ def classify_inputs(
     pool = clf if isinstance(clf, InterpreterPool) else InterpreterPool.of(clf)
     # photo and auto are Fashion-MNIST's: raw for other models (to_array only reads the record)
     mode = pool.first.resolve_mode(mode)
+    limits = limits or DecodeLimits()
+    # the same for every chunk: decided once, not in each worker's chunk
+    native = native and fastpng.takes(mode, pool.first.image_size, pool.first.color, limits)
 
     def classify(items: list[Outcome]) -> list[Outcome]:
         return _classify_chunk(pool, items, mode, top_k, limits, native)
